@@ -1,0 +1,1 @@
+"""Storage layer: keys and bytes; knows nothing of HTTP or providers."""

@@ -1,0 +1,196 @@
+"""The storage contract: keys and bytes, LRU by ``max_size``, TTL, hit/miss counters.
+
+Backends implement the byte-level methods (``get_bytes``/``set_bytes`` and the bookkeeping
+ones); this base class adds the dict-level ``get``/``set`` of the public API on top of the one
+shared codec, and async counterparts. The async defaults call the sync methods directly: an
+embedded backend answers in microseconds, far less than a thread hand-off costs. Backends that
+talk over a network (Redis) override them with native async calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, TypedDict
+
+from llm_cache.cache.codec import CorruptValueError, decode_value, encode_value
+
+logger = logging.getLogger("llm_cache.storage")
+
+
+class EntryMetadata(TypedDict, total=False):
+    """What a backend keeps beside a value (all optional)."""
+
+    provider: str
+    model: str
+    endpoint: str
+
+
+class StorageError(RuntimeError):
+    """The backend failed (connection lost, disk full...). Front ends fail open on it."""
+
+
+def hit_rate_percent(hits: int, misses: int) -> float:
+    """Hit rate in percent with two decimals, 0.0 when nothing was looked up."""
+    total = hits + misses
+    return round(100.0 * hits / total, 2) if total else 0.0
+
+
+class CacheStorage(ABC):
+    """Abstract cache backend. Values are opaque bytes here; dicts at the public API.
+
+    ``get`` counts a hit or a miss and refreshes recency; ``set`` evicts least recently used
+    entries while the cache is full. ``ttl`` (seconds) applies to entries stored without their
+    own; ``None`` keeps them until evicted.
+    """
+
+    backend_name: ClassVar[str] = "abstract"
+    max_size: int
+    ttl: float | None
+
+    # -- byte level: what each backend implements ---------------------------------------------
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes | None:
+        """Stored bytes for ``key`` (counting a hit or miss, refreshing recency), or ``None``."""
+
+    @abstractmethod
+    def set_bytes(
+        self,
+        key: str,
+        data: bytes,
+        metadata: EntryMetadata | dict[str, Any] | None = None,
+        ttl: float | None = None,
+    ) -> None:
+        """Store ``data`` under ``key``, evicting LRU entries while full."""
+
+    @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; ``True`` when it was present."""
+
+    @abstractmethod
+    def update_access_time(self, key: str) -> None:
+        """Mark ``key`` as just used (for LRU)."""
+
+    @abstractmethod
+    def get_lru_key(self) -> str | None:
+        """The least recently used key, or ``None`` when empty."""
+
+    @abstractmethod
+    def get_size(self) -> int:
+        """Number of entries."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Remove every entry and reset the counters."""
+
+    @abstractmethod
+    def get_counters(self) -> tuple[int, int]:
+        """``(hits, misses)`` since the last clear."""
+
+    def evict_lru(self) -> bool:
+        """Remove the least recently used entry; ``True`` when one was removed."""
+        key = self.get_lru_key()
+        return key is not None and self.delete(key)
+
+    def is_full(self) -> bool:
+        return self.get_size() >= self.max_size
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and flush deferred work."""
+
+    def health_check(self) -> None:
+        """Raise when the backend cannot serve; default: a cheap size query."""
+        self.get_size()
+
+    # -- dict level: the public API -----------------------------------------------------------
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored dict, or ``None``; an undecodable value is logged, dropped and a miss."""
+        blob = self.get_bytes(key)
+        if blob is None:
+            return None
+        try:
+            return decode_value(blob)
+        except CorruptValueError as exc:
+            logger.warning("dropping corrupt cache entry %s: %s", key, exc)
+            self._drop_corrupt(key)
+            return None
+
+    def set(
+        self,
+        key: str,
+        value: dict[str, Any],
+        metadata: EntryMetadata | dict[str, Any] | None = None,
+        ttl: float | None = None,
+    ) -> None:
+        self.set_bytes(key, encode_value(value), metadata, ttl)
+
+    def get_stats(self) -> dict[str, Any]:
+        hits, misses = self.get_counters()
+        return {
+            "backend": self.backend_name,
+            "size": self.get_size(),
+            "max_size": self.max_size,
+            "hits": hits,
+            "misses": misses,
+            "hit_rate": hit_rate_percent(hits, misses),
+        }
+
+    def _drop_corrupt(self, key: str) -> None:
+        try:
+            self.delete(key)
+        except Exception:  # pragma: no cover - best effort
+            logger.exception("could not delete corrupt entry %s", key)
+
+    # -- async counterparts (override for network backends) -----------------------------------
+
+    async def aget_bytes(self, key: str) -> bytes | None:
+        return self.get_bytes(key)
+
+    async def aset_bytes(
+        self,
+        key: str,
+        data: bytes,
+        metadata: EntryMetadata | dict[str, Any] | None = None,
+        ttl: float | None = None,
+    ) -> None:
+        self.set_bytes(key, data, metadata, ttl)
+
+    async def adelete(self, key: str) -> bool:
+        return self.delete(key)
+
+    async def aclear(self) -> None:
+        self.clear()
+
+    async def aget_size(self) -> int:
+        return self.get_size()
+
+    async def aget_stats(self) -> dict[str, Any]:
+        return self.get_stats()
+
+    async def ahealth_check(self) -> None:
+        self.health_check()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def aget(self, key: str) -> dict[str, Any] | None:
+        blob = await self.aget_bytes(key)
+        if blob is None:
+            return None
+        try:
+            return decode_value(blob)
+        except CorruptValueError as exc:
+            logger.warning("dropping corrupt cache entry %s: %s", key, exc)
+            await self.adelete(key)
+            return None
+
+    async def aset(
+        self,
+        key: str,
+        value: dict[str, Any],
+        metadata: EntryMetadata | dict[str, Any] | None = None,
+        ttl: float | None = None,
+    ) -> None:
+        await self.aset_bytes(key, encode_value(value), metadata, ttl)

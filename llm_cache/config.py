@@ -1,0 +1,244 @@
+"""Settings: read once from the environment (and ``./.env``), validated, passed down.
+
+Nothing here is a module-level global: ``Config()`` reads the environment when it is built, and
+keyword arguments override it, so tests build the config they need instead of patching.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from llm_cache.cache.storage import CacheStorage
+
+ENV_PREFIX = "LLM_CACHE_"
+BACKENDS = ("sqlite", "redis", "memory")
+MODES = ("readwrite", "readonly", "offline", "record", "off")
+SECRET_FIELDS = frozenset({"redis_password", "admin_token"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a ``.env`` file: ``KEY=value`` lines, ``#`` comments, optional quotes/``export``."""
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return values
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :]
+        name, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[name.strip()] = value
+    return values
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def _parse_int(name: str, raw: str, minimum: int) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _parse_ttl(name: str, raw: str) -> float | None:
+    if not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError(f"{name} must be a {' or '.join(schemes)} URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _parse_upstreams(name: str, raw: str) -> dict[str, str]:
+    upstreams: dict[str, str] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        label, sep, url = item.partition("=")
+        label = label.strip()
+        if not sep or not label or not label.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"{name} entries must look like name=url, got {item!r}")
+        if label in ("v1", "cache", "health"):
+            raise ValueError(f"{name}: {label!r} is reserved and cannot name an upstream")
+        upstreams[label] = _check_url(name, url.strip(), ("http", "https"))
+    return upstreams
+
+
+@dataclass
+class Config:
+    """Every ``LLM_CACHE_*`` setting (SPEC.md). ``Config(max_size=10)`` overrides one."""
+
+    backend: str = "sqlite"
+    sqlite_path: str = "./llm_cache.db"
+    redis_url: str | None = None
+    redis_host: str = "localhost"
+    redis_port: int = 6379
+    redis_db: int = 0
+    redis_password: str | None = field(default=None, repr=False)
+    redis_cluster: bool = False
+    max_size: int = 1000
+    ttl: float | None = None
+    proxy_host: str = "127.0.0.1"
+    proxy_port: int = 8000
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_base_url: str = "https://api.anthropic.com"
+    upstreams: dict[str, str] = field(default_factory=dict)
+    admin_token: str | None = field(default=None, repr=False)
+    mode: str = "readwrite"
+    log_level: str = "info"
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        dotenv_path: str | Path | None = ".env",
+        **overrides: Any,
+    ) -> None:
+        """Read ``env`` (default ``os.environ``) over ``dotenv_path``, then apply ``overrides``."""
+        source: dict[str, str] = {}
+        if dotenv_path is not None:
+            source.update(read_dotenv(Path(dotenv_path)))
+        source.update(os.environ if env is None else env)
+        for f in fields(self):
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            setattr(self, f.name, default)
+        self._load(source)
+        for name, value in overrides.items():
+            if name not in {f.name for f in fields(self)}:
+                raise TypeError(f"unknown setting {name!r}")
+            setattr(self, name, value)
+        self._validate()
+
+    def _load(self, env: Mapping[str, str]) -> None:
+        def get(suffix: str) -> str | None:
+            value = env.get(ENV_PREFIX + suffix)
+            return None if value is None else value.strip()
+
+        p = ENV_PREFIX
+        if (v := get("BACKEND")) is not None:
+            self.backend = v.lower()
+        if v := get("SQLITE_PATH"):
+            self.sqlite_path = v
+        if v := get("REDIS_URL"):
+            self.redis_url = v
+        if v := get("REDIS_HOST"):
+            self.redis_host = v
+        if (v := get("REDIS_PORT")) is not None:
+            self.redis_port = _parse_int(p + "REDIS_PORT", v, 1)
+        if (v := get("REDIS_DB")) is not None:
+            self.redis_db = _parse_int(p + "REDIS_DB", v, 0)
+        if v := get("REDIS_PASSWORD"):
+            self.redis_password = v
+        if (v := get("REDIS_CLUSTER")) is not None:
+            self.redis_cluster = _parse_bool(p + "REDIS_CLUSTER", v)
+        if (v := get("MAX_SIZE")) is not None:
+            self.max_size = _parse_int(p + "MAX_SIZE", v, 1)
+        if (v := get("TTL")) is not None:
+            self.ttl = _parse_ttl(p + "TTL", v)
+        if v := get("PROXY_HOST"):
+            self.proxy_host = v
+        if (v := get("PROXY_PORT")) is not None:
+            self.proxy_port = _parse_int(p + "PROXY_PORT", v, 0)
+        if v := get("OPENAI_BASE_URL"):
+            self.openai_base_url = v
+        if v := get("ANTHROPIC_BASE_URL"):
+            self.anthropic_base_url = v
+        if (v := get("UPSTREAMS")) is not None:
+            self.upstreams = _parse_upstreams(p + "UPSTREAMS", v)
+        if v := get("ADMIN_TOKEN"):
+            self.admin_token = v
+        if (v := get("MODE")) is not None:
+            self.mode = v.lower()
+        if v := get("LOG_LEVEL"):
+            self.log_level = v.lower()
+
+    def _validate(self) -> None:
+        p = ENV_PREFIX
+        if self.backend not in BACKENDS:
+            raise ValueError(f"{p}BACKEND must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"{p}MODE must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.redis_url:
+            self.redis_url = _check_url(p + "REDIS_URL", self.redis_url, ("redis", "rediss"))
+        if self.proxy_port > 65535:
+            raise ValueError(f"{p}PROXY_PORT must be at most 65535, got {self.proxy_port}")
+        if self.redis_port > 65535:
+            raise ValueError(f"{p}REDIS_PORT must be at most 65535, got {self.redis_port}")
+        self.openai_base_url = _check_url(p + "OPENAI_BASE_URL", self.openai_base_url, ("http", "https"))
+        self.anthropic_base_url = _check_url(
+            p + "ANTHROPIC_BASE_URL", self.anthropic_base_url, ("http", "https")
+        )
+        if self.log_level not in ("critical", "error", "warning", "info", "debug"):
+            raise ValueError(f"{p}LOG_LEVEL must be a logging level name, got {self.log_level!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """All settings, with secrets (and a password inside the Redis URL) shown as ``***``."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "***"
+            elif f.name == "upstreams":
+                value = dict(value)
+            out[f.name] = value
+        if self.redis_url:
+            out["redis_url"] = _mask_url_password(self.redis_url)
+        return out
+
+    def get_storage(self) -> CacheStorage:
+        """Build the configured backend (imports it lazily: optional extras fail only here)."""
+        if self.backend == "memory":
+            from llm_cache.cache.memory_storage import MemoryStorage
+
+            return MemoryStorage(max_size=self.max_size, ttl=self.ttl)
+        if self.backend == "sqlite":
+            from llm_cache.cache.sqlite_storage import SQLiteStorage
+
+            return SQLiteStorage(db_path=self.sqlite_path, max_size=self.max_size, ttl=self.ttl)
+        from llm_cache.cache.redis_storage import RedisStorage
+
+        return RedisStorage.from_config(self)
+
+
+def _mask_url_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

@@ -1,0 +1,1 @@
+"""The HTTP proxy front end."""

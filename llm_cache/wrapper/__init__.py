@@ -1,0 +1,1 @@
+"""In-process front ends: the callable wrapper and the httpx transport."""
