@@ -1,0 +1,516 @@
+"""The caching HTTP proxy: an ASGI app in front of OpenAI- and Anthropic-style upstreams.
+
+``create_app(config)`` builds it; ``main()`` serves it on uvicorn. Cached routes go through
+key → lookup → (miss: single-flight → upstream) → store; every other path under an upstream is
+forwarded as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx2
+import orjson
+
+from llm_cache.cache.storage import CacheStorage
+from llm_cache.config import Config
+from llm_cache.engine import CacheEngine
+from llm_cache.exchange import (
+    JSON_TYPE,
+    exchange_key,
+    is_valid_value,
+    json_value,
+    render,
+    stream_finished,
+    stream_value,
+)
+from llm_cache.flight import Flight, FlightFailed, FlightTable
+from llm_cache.providers.base import Provider
+from llm_cache.proxy.http import (
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    cache_headers,
+    forward_request_headers,
+    forward_response_headers,
+    read_body,
+    send_bytes,
+    send_json,
+    send_stream,
+)
+from llm_cache.proxy.routing import OPENAI, Route, Router, Upstream
+
+logger = logging.getLogger("llm_cache.proxy")
+
+_TRUE = ("1", "true", "yes", "on")
+#: No read timeout: a long generation may take minutes between bytes of a reasoning model.
+UPSTREAM_TIMEOUT = httpx2.Timeout(connect=10.0, read=None, write=60.0, pool=60.0)
+UPSTREAM_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=200)
+
+
+class BadRequest(Exception):
+    """A client error we answer with 400 in the provider's error shape."""
+
+
+class ProxyApp:
+    """The ASGI application. One instance per worker process."""
+
+    def __init__(self, config: Config, storage: CacheStorage | None = None) -> None:
+        self.config = config
+        self.storage = storage if storage is not None else config.get_storage()
+        self.engine = CacheEngine(self.storage, mode=config.mode, ttl=config.ttl)
+        self.router = Router(config)
+        self.flights = FlightTable()
+        self._clients: dict[str, httpx2.AsyncClient] = {}
+        self._admin = f"Bearer {config.admin_token}".encode() if config.admin_token else None
+
+    # -- ASGI entry ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+        try:
+            await self.storage.aclose()
+        except Exception:
+            logger.exception("closing the cache storage failed")
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path == "/health":
+            await send_json(send, 200, await self.engine.health())
+            return
+        if path.startswith("/cache/"):
+            await self._management(scope, send)
+            return
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        dialect = any(k == b"anthropic-version" for k, _ in headers)
+        route = self.router.resolve(path, dialect)
+        if route is None:
+            await send_json(send, 404, _error(OPENAI, 404, f"no route for {path}", "not_found"))
+            return
+        try:
+            if route.endpoint is not None and scope["method"] == "POST":
+                await self._cached(scope, receive, send, route, route.endpoint)
+            else:
+                await self._passthrough(scope, receive, send, route)
+        except ConnectionAbortedError:
+            pass  # the client left; nothing to answer
+
+    # -- cached routes ------------------------------------------------------------------------
+
+    async def _cached(
+        self, scope: Scope, receive: Receive, send: Send, route: Route, endpoint: str
+    ) -> None:
+        provider = route.upstream.provider
+        raw = await read_body(receive)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = _parse_body(raw)
+            ttl = _parse_ttl(headers.get("x-cache-ttl"))
+        except BadRequest as exc:
+            await send_bytes(
+                send,
+                400,
+                [(b"content-type", b"application/json")],
+                provider.error_body(400, str(exc), "invalid_request_error"),
+            )
+            return
+        bypass = headers.get("x-cache-bypass", "").lower() in _TRUE or body.get("_cache_bypass") is True
+        if any(k.startswith("_cache_") for k in body):
+            body = {k: v for k, v in body.items() if not k.startswith("_cache_")}
+            raw = orjson.dumps(body)
+        url = route.url + (f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else "")
+        key = exchange_key(provider, url, body, headers)
+        want_stream = provider.is_stream_request(body)
+        engine = self.engine
+
+        if engine.reads and not bypass:
+            value = await engine.lookup(key)
+            if value is not None and is_valid_value(value):
+                rendered = render(
+                    value,
+                    want_stream=want_stream,
+                    provider=provider,
+                    endpoint=endpoint,
+                    request_body=body,
+                )
+                if rendered is not None:
+                    content_type, payload = rendered
+                    await send_bytes(
+                        send,
+                        int(value.get("status", 200)),
+                        [(b"content-type", content_type.encode()), *cache_headers(True, key)],
+                        payload,
+                    )
+                    return
+        if engine.offline:
+            await self._offline_miss(send, provider, key)
+            return
+        store = engine.writes and "no-store" not in headers.get("cache-control", "").lower()
+        outgoing = forward_request_headers(scope["headers"])
+        request = _UpstreamCall(route, endpoint, url, outgoing, raw, key, store, ttl, body)
+        await self._answer_miss(scope, receive, send, request, want_stream)
+
+    async def _answer_miss(
+        self, scope: Scope, receive: Receive, send: Send, call: _UpstreamCall, want_stream: bool
+    ) -> None:
+        flight_key = call.key if call.store else call.key + ":no-store"
+        flight, leader = self.flights.join(flight_key, lambda f: self._pump(f, call))
+        try:
+            try:
+                await flight.wait_head()
+            except FlightFailed as exc:
+                await self._upstream_failed(send, call, exc.cause)
+                return
+            assert flight.status is not None
+            ok = 200 <= flight.status < 300
+            if not leader and (not ok or flight.is_stream != want_stream):
+                # A follower takes only a successful answer of its own kind as it streams;
+                # otherwise it waits for the stored value, or makes its own call.
+                await flight.wait_done()
+                if ok and flight.value is not None:
+                    rendered = render(
+                        flight.value,
+                        want_stream=want_stream,
+                        provider=call.route.upstream.provider,
+                        endpoint=call.endpoint,
+                        request_body=call.body,
+                    )
+                    if rendered is not None:
+                        content_type, payload = rendered
+                        head = [(b"content-type", content_type.encode()), *cache_headers(False, call.key)]
+                        await send_bytes(send, flight.status, head, payload)
+                        return
+                await self._answer_alone(scope, receive, send, call)
+                return
+            await self._relay(scope, receive, send, flight, call.key)
+        finally:
+            self.flights.leave(flight)
+
+    async def _answer_alone(
+        self, scope: Scope, receive: Receive, send: Send, call: _UpstreamCall
+    ) -> None:
+        """One upstream call of this request's own, outside single-flight."""
+        flight = Flight()
+        task = asyncio.ensure_future(self._pump(flight, call))
+        try:
+            try:
+                await flight.wait_head()
+            except FlightFailed as exc:
+                await self._upstream_failed(send, call, exc.cause)
+                return
+            await self._relay(scope, receive, send, flight, call.key)
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def _relay(self, scope: Scope, receive: Receive, send: Send, flight: Flight, key: str) -> None:
+        assert flight.status is not None
+        headers = [*flight.headers, *cache_headers(False, key)]
+        if flight.is_stream:
+            await send_stream(send, receive, flight.status, headers, flight.tail())
+            return
+        await flight.wait_done()
+        if flight.error is not None and not flight.chunks:
+            await self._upstream_failed(send, None, flight.error)
+            return
+        await send_bytes(send, flight.status, headers, b"".join(flight.chunks))
+
+    async def _pump(self, flight: Flight, call: _UpstreamCall) -> None:
+        """Make the upstream call, publish what arrives, store a complete success."""
+        client = self._client(call.route.upstream)
+        request = client.build_request("POST", call.url, content=call.raw, headers=call.headers)
+        response = await client.send(request, stream=True)
+        try:
+            content_type = response.headers.get("content-type", "")
+            is_stream = content_type.startswith("text/event-stream")
+            flight.publish_head(
+                response.status_code, forward_response_headers(response.headers.raw), is_stream
+            )
+            async for chunk in response.aiter_bytes():
+                flight.publish_chunk(chunk)
+        finally:
+            await response.aclose()
+        value = None
+        status = response.status_code
+        if 200 <= status < 300:
+            data = b"".join(flight.chunks)
+            provider = call.route.upstream.provider
+            if is_stream:
+                if stream_finished(provider, call.endpoint, data):
+                    value = stream_value(status, content_type, data)
+            elif content_type.startswith(JSON_TYPE):
+                value = json_value(status, content_type, data)
+        flight.finish(complete=value is not None, value=value)
+        if value is not None and call.store:
+            model = call.body.get("model")
+            await self.engine.store(
+                call.key,
+                value,
+                ttl=call.ttl,
+                metadata={
+                    "provider": call.route.upstream.name,
+                    "model": model if isinstance(model, str) else "",
+                    "endpoint": call.endpoint,
+                },
+            )
+
+    async def _offline_miss(self, send: Send, provider: Provider, key: str) -> None:
+        message = (
+            f"llm-cache is in offline mode and has no cached answer for this request "
+            f"(key {key}). Run it once with LLM_CACHE_MODE=readwrite to record it."
+        )
+        await send_bytes(
+            send,
+            404,
+            [
+                (b"content-type", b"application/json"),
+                (b"x-should-retry", b"false"),
+                *cache_headers(False, key),
+            ],
+            provider.error_body(404, message, "cache_miss"),
+        )
+
+    async def _upstream_failed(
+        self, send: Send, call: _UpstreamCall | None, cause: BaseException
+    ) -> None:
+        provider = call.route.upstream.provider if call else OPENAI
+        if isinstance(cause, ConnectionAbortedError):
+            return
+        name = call.route.upstream.name if call else "upstream"
+        logger.warning("upstream %s failed: %s: %s", name, type(cause).__name__, cause)
+        status = 504 if isinstance(cause, httpx2.TimeoutException) else 502
+        message = f"llm-cache could not reach the {name} upstream: {type(cause).__name__}: {cause}"
+        extra = cache_headers(False, call.key) if call else []
+        await send_bytes(
+            send,
+            status,
+            [(b"content-type", b"application/json"), *extra],
+            provider.error_body(status, message, "upstream_error"),
+        )
+
+    # -- uncached routes ----------------------------------------------------------------------
+
+    async def _passthrough(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
+        client = self._client(route.upstream)
+        raw = await read_body(receive)
+        url = route.url + (f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else "")
+        request = client.build_request(
+            scope["method"], url, content=raw or None, headers=forward_request_headers(scope["headers"])
+        )
+        try:
+            response = await client.send(request, stream=True)
+        except httpx2.HTTPError as exc:
+            await self._upstream_failed(send, None, exc)
+            return
+        try:
+            await send_stream(
+                send,
+                receive,
+                response.status_code,
+                forward_response_headers(response.headers.raw),
+                response.aiter_bytes(),
+            )
+        finally:
+            await response.aclose()
+
+    def _client(self, upstream: Upstream) -> httpx2.AsyncClient:
+        client = self._clients.get(upstream.name)
+        if client is None:
+            client = self._clients[upstream.name] = httpx2.AsyncClient(
+                timeout=UPSTREAM_TIMEOUT,
+                limits=UPSTREAM_LIMITS,
+                headers={"accept-encoding": "gzip, deflate"},
+                follow_redirects=False,
+            )
+        return client
+
+    # -- management API -----------------------------------------------------------------------
+
+    async def _management(self, scope: Scope, send: Send) -> None:
+        if self._admin is not None:
+            auth = dict(scope["headers"]).get(b"authorization")
+            if auth != self._admin:
+                await send_json(
+                    send,
+                    401,
+                    {"error": {"message": "missing or wrong admin token", "type": "unauthorized"}},
+                    [(b"www-authenticate", b"Bearer")],
+                )
+                return
+        path, method = scope["path"], scope["method"]
+        try:
+            if path == "/cache/stats" and method == "GET":
+                stats = await self.storage.aget_stats()
+                stats.update(mode=self.engine.mode, in_flight=len(self.flights))
+                await send_json(send, 200, stats)
+            elif path == "/cache/clear" and method == "POST":
+                await self.storage.aclear()
+                await send_json(send, 200, {"status": "success", "message": "Cache cleared"})
+            elif path == "/cache/entry" and method == "DELETE":
+                keys = parse_qs(scope["query_string"].decode("latin-1")).get("key")
+                if not keys:
+                    await send_json(send, 400, _mgmt_error("the key query parameter is required"))
+                elif await self.storage.adelete(keys[0]):
+                    await send_json(send, 200, {"status": "success", "message": "Entry deleted"})
+                else:
+                    await send_json(send, 404, _mgmt_error("no entry with that key", "not_found"))
+            else:
+                await send_json(send, 404, _mgmt_error(f"no management route {method} {path}", "not_found"))
+        except Exception as exc:
+            logger.warning("management call %s %s failed: %s", method, path, exc)
+            await send_json(send, 503, _mgmt_error(f"storage failed: {exc}", "storage_error"))
+
+
+class _UpstreamCall:
+    """Everything the pump needs to make (and store) one upstream call."""
+
+    __slots__ = ("body", "endpoint", "headers", "key", "raw", "route", "store", "ttl", "url")
+
+    def __init__(
+        self,
+        route: Route,
+        endpoint: str,
+        url: str,
+        headers: Headers,
+        raw: bytes,
+        key: str,
+        store: bool,
+        ttl: float | None,
+        body: Mapping[str, Any],
+    ) -> None:
+        self.route, self.endpoint, self.url, self.headers = route, endpoint, url, headers
+        self.raw, self.key, self.store, self.ttl, self.body = raw, key, store, ttl, body
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise BadRequest("the request body is empty; expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def _parse_ttl(raw: str | None) -> float | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        ttl = float(raw)
+    except ValueError:
+        raise BadRequest(f"X-Cache-TTL must be a number of seconds, got {raw!r}") from None
+    if not ttl > 0 or ttl == float("inf"):
+        raise BadRequest(f"X-Cache-TTL must be a positive number of seconds, got {raw!r}")
+    return ttl
+
+
+def _error(provider: Provider, status: int, message: str, kind: str) -> Any:
+    return orjson.loads(provider.error_body(status, message, kind))
+
+
+def _mgmt_error(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind}}
+
+
+def create_app(config: Config | None = None, storage: CacheStorage | None = None) -> ProxyApp:
+    """The proxy as an ASGI app; ``storage`` overrides the configured backend (tests, embedding)."""
+    return ProxyApp(config if config is not None else Config(), storage)
+
+
+def app_factory() -> ProxyApp:
+    """For ``uvicorn --factory`` and worker processes: configuration from the environment."""
+    return create_app(Config())
+
+
+def serve(config: Config, *, workers: int = 1, access_log: bool = False) -> None:
+    """Run the proxy on uvicorn (uvloop + httptools when available)."""
+    import uvicorn
+
+    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    options: dict[str, Any] = {
+        "host": config.proxy_host,
+        "port": config.proxy_port,
+        "loop": "auto",
+        "http": "auto",
+        "log_level": config.log_level,
+        "access_log": access_log,
+        "lifespan": "on",
+    }
+    logger.info(
+        "llm-cache proxy on http://%s:%s (backend %s, mode %s)",
+        config.proxy_host,
+        config.proxy_port,
+        config.backend,
+        config.mode,
+    )
+    if workers > 1:
+        # Each worker builds its own app from the environment; pass bind overrides through it.
+        import os
+
+        os.environ["LLM_CACHE_PROXY_HOST"] = config.proxy_host
+        os.environ["LLM_CACHE_PROXY_PORT"] = str(config.proxy_port)
+        uvicorn.run("llm_cache.proxy.server:app_factory", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_app(config), **options)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m llm_cache.proxy.server`` / ``llm-caching-proxy``."""
+    parser = argparse.ArgumentParser(
+        prog="llm-caching-proxy",
+        description="Run the llm-cache HTTP proxy. Settings come from LLM_CACHE_* variables "
+        "and ./.env; the flags override them.",
+    )
+    add_serve_arguments(parser)
+    args = parser.parse_args(argv)
+    run_from_args(args)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="bind address (LLM_CACHE_PROXY_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="bind port (LLM_CACHE_PROXY_PORT, default 8000)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["proxy_host"] = args.host
+    if args.port is not None:
+        overrides["proxy_port"] = args.port
+    config = Config(**overrides)
+    if args.workers > 1 and config.backend == "memory":
+        logger.warning("the memory backend is per process: %s workers will not share entries", args.workers)
+    serve(config, workers=max(1, args.workers), access_log=args.access_log)
+
+
+if __name__ == "__main__":
+    main()
