@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -50,6 +51,8 @@ from llm_cache.cache.storage import CacheStorage, EntryMetadata, StorageError
 
 if TYPE_CHECKING:
     from llm_cache.config import Config
+
+logger = logging.getLogger("llm_cache.storage.redis")
 
 INSTALL_HINT = "the Redis backend needs redis-py: pip install 'llm-caching[redis]'"
 
@@ -272,6 +275,7 @@ class RedisStorage(CacheStorage):
         self._sync_lock = threading.Lock()
         self._async: Any = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_config(cls, config: Config) -> RedisStorage:
@@ -346,9 +350,32 @@ class RedisStorage(CacheStorage):
         # redis.asyncio connections belong to the loop that opened them: one client per loop.
         loop = asyncio.get_running_loop()
         if self._async is None or self._async_loop is not loop:
+            self._drop_async_client()
             self._async = self._build(asynchronous=True)
             self._async_loop = loop
         return self._async
+
+    def _drop_async_client(self) -> None:
+        """Close the async client from outside its loop, as far as that loop still allows."""
+        client, loop = self._async, self._async_loop
+        self._async = self._async_loop = None
+        if client is None or loop is None or loop.is_closed():
+            return  # a closed loop took its sockets' transports with it
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        try:
+            if running is loop:
+                task = loop.create_task(client.aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+            else:
+                loop.run_until_complete(client.aclose())
+        except Exception:  # pragma: no cover - best effort on shutdown paths
+            logger.debug("could not close the async Redis client", exc_info=True)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -494,6 +521,7 @@ class RedisStorage(CacheStorage):
         client, self._sync = self._sync, None
         if client is not None:
             client.close()
+        self._drop_async_client()
 
     # -- async API -------------------------------------------------------------------------
 
@@ -556,7 +584,8 @@ class RedisStorage(CacheStorage):
     async def aclose(self) -> None:
         client, self._async, self._async_loop = self._async, None, None
         if client is not None:
-            await client.aclose()
+            with self._errors():
+                await client.aclose()
         self.close()
 
     # -- single-flight locks across processes ----------------------------------------------
