@@ -1,0 +1,793 @@
+"""Cache any callable: ``LLMCacheWrapper(...).wrap(func)`` and ``@cached``.
+
+The key covers the function's identity (module and qualified name) and every bound argument,
+defaults applied. A wrapped SDK method (``client.chat.completions.create``) keys on its
+arguments plus the provider and the client's base URL, never on the client object or its API
+key. Values are stored as tagged JSON (``values.py``), never pickled. A returned iterator or
+async iterator (an SDK ``Stream``/``AsyncStream``, a generator) is passed through chunk by
+chunk and stored only when it was consumed to the end; a hit replays equal chunks.
+
+The sync path calls the engine's sync methods directly (no event loop per call); ``async def``
+functions use the async ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import threading
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+
+from llm_cache.cache.key_generator import CREDENTIAL_FIELDS, key_for
+from llm_cache.cache.storage import hit_rate_percent
+from llm_cache.engine import CacheEngine
+from llm_cache.wrapper.values import UnstorableValue, dump_checked, load
+
+if TYPE_CHECKING:
+    from llm_cache.cache.storage import CacheStorage
+
+__all__ = [
+    "CacheWarning",
+    "LLMCacheWrapper",
+    "OfflineCacheMiss",
+    "cached",
+    "detect_provider",
+]
+
+logger = logging.getLogger("llm_cache.wrapper")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+VALUE_VERSION = 1
+BYPASS_ARG = "_cache_bypass"
+
+#: Top-level package → provider name.
+_PROVIDER_PACKAGES = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "cohere": "cohere",
+    "google": "google",
+    "vertexai": "google",
+    "mistralai": "mistral",
+    "mistral": "mistral",
+    "huggingface_hub": "huggingface",
+    "transformers": "huggingface",
+}
+#: Words in a function's name that give its provider away (last resort).
+_PROVIDER_WORDS = (
+    ("openai", "openai"),
+    ("gpt", "openai"),
+    ("anthropic", "anthropic"),
+    ("claude", "anthropic"),
+    ("cohere", "cohere"),
+    ("gemini", "google"),
+    ("google", "google"),
+    ("mistral", "mistral"),
+    ("huggingface", "huggingface"),
+)
+#: Client default headers that change an answer and so enter an SDK method's key.
+_KEY_HEADERS = ("anthropic-version", "anthropic-beta")
+#: SDK-method arguments that never change the answer.
+_SDK_IGNORED_ARGS = frozenset({"timeout"})
+
+
+class CacheWarning(UserWarning):
+    """A call could not be cached (its arguments or value have no safe stored form)."""
+
+
+class OfflineCacheMiss(LookupError):
+    """Mode ``offline``: the call has no cached answer and must not be made."""
+
+
+# -- provider detection ---------------------------------------------------------------------
+
+
+def _provider_of_module(name: object) -> str | None:
+    if not isinstance(name, str):
+        return None
+    return _PROVIDER_PACKAGES.get(name.partition(".")[0])
+
+
+def _module_of(obj: object) -> object:
+    if isinstance(obj, ModuleType):
+        return obj.__name__
+    if inspect.isclass(obj) or inspect.isroutine(obj):
+        return getattr(obj, "__module__", None)
+    return type(obj).__module__
+
+
+def detect_provider(func: Callable[..., Any]) -> str:
+    """The provider behind ``func``: its bound SDK client, its module, what its body uses.
+
+    ``openai``, ``anthropic``, ``cohere``, ``google``, ``mistral``, ``huggingface``, else
+    ``unknown``.
+    """
+    owner = getattr(func, "__self__", None)
+    if owner is not None and not isinstance(owner, ModuleType):
+        for obj in (getattr(owner, "_client", None), owner):
+            if obj is not None and (p := _provider_of_module(type(obj).__module__)):
+                return p
+    if p := _provider_of_module(getattr(func, "__module__", None)):
+        return p
+    target = inspect.unwrap(getattr(func, "__func__", func))
+    code = getattr(target, "__code__", None)
+    namespace = getattr(target, "__globals__", None)
+    if code is not None and isinstance(namespace, dict):
+        for name in code.co_names:
+            if name in namespace and (p := _provider_of_module(_module_of(namespace[name]))):
+                return p
+    lowered = str(getattr(func, "__qualname__", getattr(func, "__name__", ""))).lower()
+    for word, provider in _PROVIDER_WORDS:
+        if word in lowered:
+            return provider
+    return "unknown"
+
+
+def _sdk_client(func: Callable[..., Any]) -> Any:
+    """The SDK client behind a bound resource method (``__self__._client`` with a base URL)."""
+    client = getattr(getattr(func, "__self__", None), "_client", None)
+    return client if client is not None and hasattr(client, "base_url") else None
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(func):
+        return True
+    if inspect.iscoroutinefunction(inspect.unwrap(getattr(func, "__func__", func))):
+        return True
+    call = type(func).__dict__.get("__call__")
+    return not inspect.isroutine(func) and inspect.iscoroutinefunction(call)
+
+
+def _is_sentinel(value: object) -> bool:
+    """The SDKs' "not given" markers (``openai.omit``, ``NOT_GIVEN``): an absent argument."""
+    name = type(value).__name__
+    return (name == "Omit" or name == "NotGiven") and type(value).__module__.endswith("_types")
+
+
+# -- per-function state ---------------------------------------------------------------------
+
+
+class _Function:
+    """What the wrapper knows about one wrapped callable."""
+
+    def __init__(self, owner: LLMCacheWrapper, func: Callable[..., Any], provider: str | None):
+        self.owner = owner
+        self.func = func
+        self.provider = provider or owner.provider or detect_provider(func)
+        self.warned = False
+        try:
+            self.signature: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):
+            self.signature = None
+        bound_self = getattr(func, "__self__", None)
+        client = _sdk_client(func)
+        if bound_self is not None and not isinstance(bound_self, ModuleType):
+            cls = type(bound_self)
+            self.name = f"{cls.__module__}.{cls.__qualname__}.{getattr(func, '__name__', '?')}"
+        else:
+            module = getattr(func, "__module__", None) or "?"
+            qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+            self.name = f"{module}.{qualname}"
+        self.sdk = client is not None
+        self.context: dict[str, Any] = {}
+        if client is not None:
+            self.context["provider"] = self.provider
+            self.context["base_url"] = str(client.base_url)
+            headers = _client_headers(client)
+            kept = {h: headers[h] for h in _KEY_HEADERS if h in headers}
+            if kept:
+                self.context["headers"] = kept
+        elif bound_self is not None and not isinstance(bound_self, ModuleType):
+            self.context["self"] = bound_self  # must be keyable (dataclass, model...) to cache
+        self.metadata_base = {"provider": self.provider, "endpoint": self.name}
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Bound arguments with defaults; raises ``TypeError`` when the call does not bind."""
+        if self.signature is None:
+            return {"args": args, "kwargs": kwargs}
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = bound.arguments
+        out: dict[str, Any] = {}
+        for name, value in arguments.items():
+            if _is_sentinel(value):
+                continue
+            if self.sdk:
+                if name in _SDK_IGNORED_ARGS:
+                    continue
+                if name == "extra_headers" and isinstance(value, dict):
+                    value = {
+                        k: v
+                        for k, v in value.items()
+                        if k.lower() not in CREDENTIAL_FIELDS and k.lower() != "x-api-key"
+                    } or None
+            out[name] = value
+        return out
+
+    def key(self, arguments: dict[str, Any]) -> str:
+        """The cache key; ``TypeError`` when an argument has no canonical form."""
+        material = {"wrapper": VALUE_VERSION, "fn": self.name, "args": arguments}
+        return key_for({**material, **self.context})
+
+    def metadata(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        model = arguments.get("model")
+        if isinstance(model, str):
+            return {**self.metadata_base, "model": model}
+        return self.metadata_base
+
+    def warn(self, message: str) -> None:
+        if self.warned:
+            return
+        self.warned = True
+        warnings.warn(f"llm-cache: {self.name}: {message}", CacheWarning, stacklevel=4)
+
+    # -- the miss side ------------------------------------------------------------------------
+
+    def stored_value(self, value: Any) -> dict[str, Any] | None:
+        try:
+            data = dump_checked(value)
+        except UnstorableValue as exc:
+            self.warn(f"{exc}; the value is returned uncached")
+            return None
+        return {"v": VALUE_VERSION, "kind": "value", "data": data}
+
+    def chunk_sink(self) -> _Chunks:
+        return _Chunks(self)
+
+
+class _Chunks:
+    """Stored forms of a stream's chunks as they pass; ``None`` once one cannot be stored."""
+
+    __slots__ = ("chunks", "fn")
+
+    def __init__(self, fn: _Function) -> None:
+        self.fn = fn
+        self.chunks: list[Any] | None = []
+
+    def add(self, item: Any) -> None:
+        if self.chunks is None:
+            return
+        try:
+            self.chunks.append(dump_checked(item))
+        except UnstorableValue as exc:
+            self.chunks = None
+            self.fn.warn(f"a stream chunk cannot be cached ({exc}); the stream is not stored")
+
+    def value(self, is_async: bool) -> dict[str, Any] | None:
+        if self.chunks is None:
+            return None
+        return {"v": VALUE_VERSION, "kind": "stream", "async": is_async, "chunks": self.chunks}
+
+
+def _restore(stored: dict[str, Any]) -> Any:
+    """The value (or replay stream) a stored entry stands for; ``ValueError`` if unusable."""
+    if stored.get("v") != VALUE_VERSION:
+        raise ValueError("not a wrapper entry of this version")
+    kind = stored.get("kind")
+    if kind == "value":
+        return load(stored.get("data"))
+    if kind == "stream":
+        chunks = [load(c) for c in stored.get("chunks") or ()]
+        return _AsyncReplay(chunks) if stored.get("async") else _Replay(chunks)
+    raise ValueError(f"unknown wrapper entry kind {kind!r}")
+
+
+def _is_async_iterator(value: object) -> bool:
+    return hasattr(type(value), "__anext__")
+
+
+def _is_iterator(value: object) -> bool:
+    return hasattr(type(value), "__next__") and hasattr(type(value), "__iter__")
+
+
+def _client_headers(client: Any) -> dict[str, str]:
+    try:
+        headers = client.default_headers
+    except Exception:
+        return {}
+    if not isinstance(headers, dict):
+        return {}
+    return {str(k).lower(): str(v) for k, v in headers.items() if isinstance(v, str)}
+
+
+# -- streams ----------------------------------------------------------------------------------
+
+
+class _Replay:
+    """A cache hit of a stream: an iterator over restored chunks (closable, a context manager)."""
+
+    def __init__(self, chunks: list[Any]) -> None:
+        self._it = iter(chunks)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._it)
+
+    def close(self) -> None:
+        self._it = iter(())
+
+    def __enter__(self) -> _Replay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _AsyncReplay:
+    """A cache hit of an async stream."""
+
+    def __init__(self, chunks: list[Any]) -> None:
+        self._it = iter(chunks)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return next(self._it)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    async def close(self) -> None:
+        self._it = iter(())
+
+    aclose = close
+
+    async def __aenter__(self) -> _AsyncReplay:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class _Recorder:
+    """Passes a sync stream through; stores its chunks when (and only when) it is exhausted.
+
+    Closing it early, or an error from the stream, stores nothing. Other attributes (an SDK
+    ``Stream``'s ``response``) are the wrapped stream's.
+    """
+
+    def __init__(self, inner: Any, sink: _Chunks, done: Callable[[dict[str, Any]], None]):
+        self._inner = inner
+        self._sink: _Chunks | None = sink
+        self._done = done
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            item = next(self._inner)
+        except StopIteration:
+            sink, self._sink = self._sink, None
+            if sink is not None and (value := sink.value(False)) is not None:
+                self._done(value)
+            raise
+        except BaseException:
+            self._sink = None
+            raise
+        if self._sink is not None:
+            self._sink.add(item)
+        return item
+
+    def close(self) -> None:
+        self._sink = None
+        close = getattr(self._inner, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> _Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _AsyncRecorder:
+    """The async counterpart of ``_Recorder`` (an SDK ``AsyncStream``, an async generator)."""
+
+    def __init__(
+        self,
+        inner: Any,
+        sink: _Chunks,
+        done: Callable[[dict[str, Any]], Awaitable[Any]],
+    ):
+        self._inner = inner
+        self._sink: _Chunks | None = sink
+        self._done = done
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self._inner.__anext__()
+        except StopAsyncIteration:
+            sink, self._sink = self._sink, None
+            if sink is not None and (value := sink.value(True)) is not None:
+                await self._done(value)
+            raise
+        except BaseException:
+            self._sink = None
+            raise
+        if self._sink is not None:
+            self._sink.add(item)
+        return item
+
+    async def close(self) -> None:
+        self._sink = None
+        for name in ("close", "aclose"):
+            method = getattr(self._inner, name, None)
+            if callable(method):
+                result = method()
+                if inspect.isawaitable(result):
+                    await result
+                return
+
+    aclose = close
+
+    async def __aenter__(self) -> _AsyncRecorder:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+# -- the wrapper ------------------------------------------------------------------------------
+
+
+class LLMCacheWrapper:
+    """Caches calls of wrapped callables in one storage backend.
+
+    ``storage=None`` uses ``Config().get_storage()`` (built on first use, so creating a wrapper
+    opens nothing). ``provider`` overrides provider detection for every wrapped function.
+    ``mode``/``ttl`` default to the configuration's when the storage comes from it, else to
+    ``readwrite`` and no TTL.
+    """
+
+    def __init__(
+        self,
+        storage: CacheStorage | None = None,
+        enabled: bool = True,
+        provider: str | None = None,
+        *,
+        mode: str | None = None,
+        ttl: float | None = None,
+    ) -> None:
+        self._storage = storage
+        self.enabled = enabled
+        self.provider = provider
+        self._mode = mode
+        self._ttl = ttl
+        self._engine: CacheEngine | None = None
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    # -- storage and engine (lazy) ------------------------------------------------------------
+
+    @property
+    def engine(self) -> CacheEngine:
+        engine = self._engine
+        if engine is None:
+            with self._lock:
+                if self._engine is None:
+                    mode, ttl = self._mode, self._ttl
+                    if self._storage is None or mode is None:
+                        from llm_cache.config import Config
+
+                        config = Config()
+                        if self._storage is None:
+                            self._storage = config.get_storage()
+                            ttl = config.ttl if ttl is None else ttl
+                        mode = config.mode if mode is None else mode
+                    self._engine = CacheEngine(self._storage, mode=mode, ttl=ttl)
+                engine = self._engine
+        return engine
+
+    @property
+    def storage(self) -> CacheStorage:
+        return self.engine.storage
+
+    # -- wrapping -----------------------------------------------------------------------------
+
+    def wrap(self, func: F, *, provider: str | None = None) -> F:
+        """A caching version of ``func`` (sync, ``async def``, or returning a stream)."""
+        fn = _Function(self, func, provider)
+        wrapper: Callable[..., Any]
+        if inspect.isasyncgenfunction(func):
+            wrapper = self._wrap_async_gen(fn)
+        elif _is_async(func):
+            wrapper = self._wrap_async(fn)
+        else:
+            wrapper = self._wrap_sync(fn)
+        with contextlib.suppress(AttributeError, TypeError):
+            functools.update_wrapper(wrapper, func)
+
+        def cache_key(*args: Any, **kwargs: Any) -> str:
+            kwargs.pop(BYPASS_ARG, None)
+            return fn.key(fn.arguments(args, kwargs))
+
+        wrapper.__cache_key__ = cache_key  # type: ignore[attr-defined]
+        wrapper.cache_wrapper = self  # type: ignore[attr-defined]
+        wrapper.cache_provider = fn.provider  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    __call__ = wrap
+
+    def _prepare(
+        self, fn: _Function, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """``(key, arguments)`` for a cacheable call, or ``None`` to call straight through."""
+        try:
+            arguments = fn.arguments(args, kwargs)
+        except TypeError:
+            return None  # the call itself will raise the right error
+        try:
+            return fn.key(arguments), arguments
+        except TypeError as exc:
+            fn.warn(f"{exc}; the call is not cached")
+            return None
+
+    def _wrap_sync(self, fn: _Function) -> Callable[..., Any]:
+        func = fn.func
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bypass = kwargs.pop(BYPASS_ARG, False) is True
+            if not self.enabled:
+                return func(*args, **kwargs)
+            engine = self.engine
+            if not engine.reads and not engine.writes:
+                return func(*args, **kwargs)
+            prepared = self._prepare(fn, args, kwargs)
+            if prepared is None:
+                return func(*args, **kwargs)
+            key, arguments = prepared
+            if engine.reads and not bypass:
+                stored = engine.lookup_sync(key)
+                if stored is not None:
+                    try:
+                        result = _restore(stored)
+                    except Exception as exc:
+                        logger.warning("unusable cache entry %s for %s: %s", key, fn.name, exc)
+                    else:
+                        self.hits += 1
+                        return result
+                self.misses += 1
+                if engine.offline:
+                    raise OfflineCacheMiss(f"no cached answer for {fn.name} (key {key})")
+            result = func(*args, **kwargs)
+            if not engine.writes:
+                return result
+            metadata = fn.metadata(arguments)
+
+            def store(value: dict[str, Any]) -> None:
+                engine.store_sync(key, value, metadata=metadata)
+
+            if _is_async_iterator(result):
+
+                async def astore(value: dict[str, Any]) -> None:
+                    await engine.store(key, value, metadata=metadata)
+
+                return _AsyncRecorder(result, fn.chunk_sink(), astore)
+            if _is_iterator(result):
+                return _Recorder(result, fn.chunk_sink(), store)
+            value = fn.stored_value(result)
+            if value is not None:
+                store(value)
+            return result
+
+        return wrapper
+
+    def _wrap_async(self, fn: _Function) -> Callable[..., Any]:
+        func = fn.func
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bypass = kwargs.pop(BYPASS_ARG, False) is True
+            if not self.enabled:
+                return await func(*args, **kwargs)
+            engine = self.engine
+            if not engine.reads and not engine.writes:
+                return await func(*args, **kwargs)
+            prepared = self._prepare(fn, args, kwargs)
+            if prepared is None:
+                return await func(*args, **kwargs)
+            key, arguments = prepared
+            if engine.reads and not bypass:
+                stored = await engine.lookup(key)
+                if stored is not None:
+                    try:
+                        result = _restore(stored)
+                    except Exception as exc:
+                        logger.warning("unusable cache entry %s for %s: %s", key, fn.name, exc)
+                    else:
+                        self.hits += 1
+                        return result
+                self.misses += 1
+                if engine.offline:
+                    raise OfflineCacheMiss(f"no cached answer for {fn.name} (key {key})")
+            result = await func(*args, **kwargs)
+            if not engine.writes:
+                return result
+            metadata = fn.metadata(arguments)
+
+            async def store(value: dict[str, Any]) -> None:
+                await engine.store(key, value, metadata=metadata)
+
+            if _is_async_iterator(result):
+                return _AsyncRecorder(result, fn.chunk_sink(), store)
+            if _is_iterator(result):
+
+                def store_sync(value: dict[str, Any]) -> None:
+                    engine.store_sync(key, value, metadata=metadata)
+
+                return _Recorder(result, fn.chunk_sink(), store_sync)
+            value = fn.stored_value(result)
+            if value is not None:
+                await store(value)
+            return result
+
+        return wrapper
+
+    def _wrap_async_gen(self, fn: _Function) -> Callable[..., Any]:
+        func = fn.func
+
+        async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            bypass = kwargs.pop(BYPASS_ARG, False) is True
+            engine = self.engine
+            prepared = None
+            if self.enabled and (engine.reads or engine.writes):
+                prepared = self._prepare(fn, args, kwargs)
+            if prepared is None:
+                async with contextlib.aclosing(func(*args, **kwargs)) as gen:
+                    async for item in gen:
+                        yield item
+                return
+            key, arguments = prepared
+            if engine.reads and not bypass:
+                stored = await engine.lookup(key)
+                if stored is not None and stored.get("kind") == "stream":
+                    try:
+                        chunks = [load(c) for c in stored.get("chunks") or ()]
+                    except Exception as exc:
+                        logger.warning("unusable cache entry %s for %s: %s", key, fn.name, exc)
+                    else:
+                        self.hits += 1
+                        for chunk in chunks:
+                            yield chunk
+                        return
+                self.misses += 1
+                if engine.offline:
+                    raise OfflineCacheMiss(f"no cached answer for {fn.name} (key {key})")
+            sink = fn.chunk_sink()
+            async with contextlib.aclosing(func(*args, **kwargs)) as gen:
+                async for item in gen:
+                    sink.add(item)
+                    yield item
+            value = sink.value(True)
+            if value is not None and engine.writes:
+                await engine.store(key, value, metadata=fn.metadata(arguments))
+
+        return wrapper
+
+    # -- controls -----------------------------------------------------------------------------
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def disable(self) -> None:
+        """Calls go straight to the wrapped functions (nothing looked up or stored)."""
+        self.enabled = False
+
+    def get_stats(self) -> dict[str, Any]:
+        """This wrapper's ``hits``/``misses``/``hit_rate`` (percent) and the storage's size."""
+        storage = self.storage
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": hit_rate_percent(self.hits, self.misses),
+            "size": storage.get_size(),
+            "max_size": storage.max_size,
+            "backend": storage.backend_name,
+            "enabled": self.enabled,
+            "mode": self.engine.mode,
+        }
+
+    def clear_cache(self) -> None:
+        """Remove every entry of the storage and reset the counters."""
+        self.storage.clear()
+        self.hits = self.misses = 0
+
+    def close(self) -> None:
+        """Close the storage (when one was opened)."""
+        if self._engine is not None:
+            self._engine.storage.close()
+        elif self._storage is not None:
+            self._storage.close()
+
+    async def aclose(self) -> None:
+        if self._engine is not None:
+            await self._engine.storage.aclose()
+        elif self._storage is not None:
+            await self._storage.aclose()
+
+    def __enter__(self) -> LLMCacheWrapper:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LLMCacheWrapper:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+# -- @cached ----------------------------------------------------------------------------------
+
+_default: LLMCacheWrapper | None = None
+_default_lock = threading.Lock()
+
+
+def _default_wrapper() -> LLMCacheWrapper:
+    """One wrapper per process for ``@cached`` without a storage (its storage opens lazily)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = LLMCacheWrapper()
+    return _default
+
+
+@overload
+def cached(func: F, /) -> F: ...
+
+
+@overload
+def cached(
+    *, provider: str | None = None, storage: CacheStorage | None = None
+) -> Callable[[F], F]: ...
+
+
+def cached(
+    func: F | None = None,
+    /,
+    *,
+    provider: str | None = None,
+    storage: CacheStorage | None = None,
+) -> F | Callable[[F], F]:
+    """Decorator: ``@cached`` or ``@cached(provider="openai", storage=SQLiteStorage(...))``."""
+    wrapper = LLMCacheWrapper(storage) if storage is not None else _default_wrapper()
+
+    def decorate(f: F) -> F:
+        return wrapper.wrap(f, provider=provider)
+
+    if func is not None:
+        return decorate(func)
+    return decorate
