@@ -32,7 +32,11 @@ its own namespace (SCAN + UNLINK, never FLUSHDB) and is not atomic against concu
 redis-py is imported when a ``RedisStorage`` is built, not when this module is imported; nothing
 connects until the first command. Redis errors are translated at this boundary into
 :class:`~llm_cache.cache.storage.StorageError`; timeouts are short (0.25 s to connect, 0.5 s per
-command) so a dead server fails fast, and a later call reconnects by itself.
+command; raise ``socket_timeout`` for multi-megabyte values over a slow link) so a dead server
+fails fast, and a later call reconnects by itself. A command that fails on a broken connection is
+sent once more on a fresh one (``retries``), which covers a restarted server; a script that had
+already run before the connection broke may then count a hit twice -- harmless. Timeouts are not
+retried.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from llm_cache.cache.storage import CacheStorage, EntryMetadata, StorageError
+from llm_cache.cache.storage import CacheStorage, EntryMetadata, StorageError, hit_rate_percent
 
 if TYPE_CHECKING:
     from llm_cache.config import Config
@@ -252,6 +256,10 @@ class RedisStorage(CacheStorage):
             raise ValueError("max_size must be at least 1")
         if not namespace or "{" in namespace or "}" in namespace:
             raise ValueError("namespace must be non-empty and contain no '{' or '}'")
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"url must be a redis://, rediss:// or unix:// URL, got {_mask(url)!r}"
+            )
         if cluster and db and not url:
             raise ValueError("Redis Cluster has only database 0")
         self.max_size = max_size
@@ -483,8 +491,6 @@ class RedisStorage(CacheStorage):
         return self._stats_dict(size, hits, misses)
 
     def _stats_dict(self, size: int, hits: int, misses: int) -> dict[str, Any]:
-        from llm_cache.cache.storage import hit_rate_percent
-
         return {
             "backend": self.backend_name,
             "size": size,
