@@ -15,7 +15,8 @@ import anthropic
 import httpx2
 import openai
 import pytest
-from fake_upstream import FakeUpstream, create_fake_upstream, request_hash, run_server
+
+from tests.fake_upstream import FakeUpstream, create_fake_upstream, request_hash, run_server
 
 CHAT = [{"role": "user", "content": "What is the capital of France?"}]
 WEATHER_TOOL: Any = {

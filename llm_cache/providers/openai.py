@@ -93,7 +93,11 @@ class OpenAIProvider:
         if not isinstance(choices, list):
             return None
         options = request_body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        include_usage = (
+            isinstance(options, dict)
+            and options.get("include_usage") is True
+            and response.get("usage") is not None
+        )
         top = {k: v for k, v in response.items() if k not in _CHUNK_ONLY}
         if endpoint == CHAT:
             top["object"] = "chat.completion.chunk"
@@ -316,7 +320,13 @@ def _merge_completions(chunks: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _chat_chunk_choices(choices: list[Any]) -> list[dict[str, Any]]:
-    """Chunk ``choices`` entries (one per chunk) spelling out each full choice in turn."""
+    """Chunk ``choices`` entries (one per chunk) spelling out each full choice in turn.
+
+    Per choice: a role chunk, one chunk per part (content, refusal, each tool call, any other
+    message field), a finish chunk. The choice's logprobs ride on the chunk after the role chunk:
+    the SDK's accumulator counts logprobs twice on the first chunk of a choice that appears
+    after the first chunk of the stream.
+    """
     out: list[dict[str, Any]] = []
     for position, choice in enumerate(choices):
         index = choice.get("index", position)
@@ -332,37 +342,34 @@ def _chat_chunk_choices(choices: list[Any]) -> list[dict[str, Any]]:
             for k, v in choice.items()
             if k not in ("index", "message", "logprobs", "finish_reason", "delta")
         }
-        out.append(
-            {
-                "index": index,
-                "delta": first,
-                "logprobs": choice.get("logprobs"),
-                "finish_reason": None,
-                **extra,
-            }
-        )
-
-        def add(delta: dict[str, Any], index: Any = index) -> None:
-            out.append({"index": index, "delta": delta, "logprobs": None, "finish_reason": None})
-
+        deltas: list[dict[str, Any]] = []
         if content:
-            add({"content": content})
+            deltas.append({"content": content})
         refusal = message.get("refusal")
         if refusal is not None:
-            add({"refusal": refusal})
+            deltas.append({"refusal": refusal})
         for i, call in enumerate(message.get("tool_calls") or ()):
-            add({"tool_calls": [{"index": i, **call}]})
+            deltas.append({"tool_calls": [{"index": i, **call}]})
         function_call = message.get("function_call")
         if function_call is not None:
-            add({"function_call": function_call})
+            deltas.append({"function_call": function_call})
         others = {k: v for k, v in message.items() if k not in _MESSAGE_CORE and v is not None}
         if others:
-            add(others)
+            deltas.append(others)
+        out.append(
+            {"index": index, "delta": first, "logprobs": None, "finish_reason": None, **extra}
+        )
+        logprobs = choice.get("logprobs")
+        for delta in deltas:
+            out.append(
+                {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": None}
+            )
+            logprobs = None
         out.append(
             {
                 "index": index,
                 "delta": {},
-                "logprobs": None,
+                "logprobs": logprobs,
                 "finish_reason": choice.get("finish_reason"),
             }
         )
