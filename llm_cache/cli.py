@@ -89,7 +89,8 @@ def _where(config: Config) -> str:
     if config.backend == "sqlite":
         return f"sqlite ({config.sqlite_path})"
     if config.backend == "redis":
-        return f"redis ({config.to_dict()['redis_url'] or f'{config.redis_host}:{config.redis_port}/{config.redis_db}'})"
+        where = config.to_dict()["redis_url"]
+        return f"redis ({where or f'{config.redis_host}:{config.redis_port}/{config.redis_db}'})"
     return "memory (this process only; always empty from the command line)"
 
 
@@ -113,7 +114,9 @@ def _stats(config: Config, *, as_json: bool) -> int:
 def _clear(config: Config, *, assume_yes: bool) -> int:
     if not assume_yes:
         if not sys.stdin.isatty():
-            print("llm-cache: refusing to clear without --yes (no terminal to ask)", file=sys.stderr)
+            print(
+                "llm-cache: refusing to clear without --yes (no terminal to ask)", file=sys.stderr
+            )
             return 1
         answer = input(f"Remove every entry from {_where(config)}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):

@@ -191,7 +191,9 @@ class Config:
     def _validate(self) -> None:
         p = ENV_PREFIX
         if self.backend not in BACKENDS:
-            raise ValueError(f"{p}BACKEND must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+            raise ValueError(
+                f"{p}BACKEND must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
+            )
         if self.mode not in MODES:
             raise ValueError(f"{p}MODE must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.redis_url:
@@ -200,7 +202,9 @@ class Config:
             raise ValueError(f"{p}PROXY_PORT must be at most 65535, got {self.proxy_port}")
         if self.redis_port > 65535:
             raise ValueError(f"{p}REDIS_PORT must be at most 65535, got {self.redis_port}")
-        self.openai_base_url = _check_url(p + "OPENAI_BASE_URL", self.openai_base_url, ("http", "https"))
+        self.openai_base_url = _check_url(
+            p + "OPENAI_BASE_URL", self.openai_base_url, ("http", "https")
+        )
         self.anthropic_base_url = _check_url(
             p + "ANTHROPIC_BASE_URL", self.anthropic_base_url, ("http", "https")
         )

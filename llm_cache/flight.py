@@ -45,7 +45,9 @@ class Flight:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    def publish_head(self, status: int, headers: list[tuple[bytes, bytes]], is_stream: bool) -> None:
+    def publish_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], is_stream: bool
+    ) -> None:
         self.status, self.headers, self.is_stream = status, headers, is_stream
         self._notify()
 

@@ -104,10 +104,7 @@ def _is_plain(value: Any) -> bool:
     if t is float:
         return math.isfinite(value)
     if t is dict:
-        for k, v in value.items():
-            if type(k) is not str or not _is_plain(v):
-                return False
-        return True
+        return all(type(k) is str and _is_plain(v) for k, v in value.items())
     if t is list:
         return all(_is_plain(v) for v in value)
     return False

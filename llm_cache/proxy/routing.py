@@ -47,9 +47,7 @@ class Router:
     def __init__(self, config: Config) -> None:
         self.openai = Upstream("openai", config.openai_base_url, OPENAI)
         self.anthropic = Upstream("anthropic", config.anthropic_base_url, ANTHROPIC)
-        self.named = {
-            name: Upstream(name, url, OPENAI) for name, url in config.upstreams.items()
-        }
+        self.named = {name: Upstream(name, url, OPENAI) for name, url in config.upstreams.items()}
 
     def resolve(self, path: str, anthropic_dialect: bool) -> Route | None:
         if path.startswith("/v1/"):

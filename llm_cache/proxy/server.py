@@ -139,11 +139,15 @@ class ProxyApp:
                 provider.error_body(400, str(exc), "invalid_request_error"),
             )
             return
-        bypass = headers.get("x-cache-bypass", "").lower() in _TRUE or body.get("_cache_bypass") is True
+        bypass = (
+            headers.get("x-cache-bypass", "").lower() in _TRUE or body.get("_cache_bypass") is True
+        )
         if any(k.startswith("_cache_") for k in body):
             body = {k: v for k, v in body.items() if not k.startswith("_cache_")}
             raw = orjson.dumps(body)
-        url = route.url + (f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else "")
+        url = route.url + (
+            f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else ""
+        )
         key = exchange_key(provider, url, body, headers)
         want_stream = provider.is_stream_request(body)
         engine = self.engine
@@ -202,7 +206,10 @@ class ProxyApp:
                     )
                     if rendered is not None:
                         content_type, payload = rendered
-                        head = [(b"content-type", content_type.encode()), *cache_headers(False, call.key)]
+                        head = [
+                            (b"content-type", content_type.encode()),
+                            *cache_headers(False, call.key),
+                        ]
                         await send_bytes(send, flight.status, head, payload)
                         return
                 await self._answer_alone(scope, receive, send, call)
@@ -228,7 +235,9 @@ class ProxyApp:
             if not task.done():
                 task.cancel()
 
-    async def _relay(self, scope: Scope, receive: Receive, send: Send, flight: Flight, key: str) -> None:
+    async def _relay(
+        self, scope: Scope, receive: Receive, send: Send, flight: Flight, key: str
+    ) -> None:
         assert flight.status is not None
         headers = [*flight.headers, *cache_headers(False, key)]
         if flight.is_stream:
@@ -318,9 +327,14 @@ class ProxyApp:
     async def _passthrough(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         client = self._client(route.upstream)
         raw = await read_body(receive)
-        url = route.url + (f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else "")
+        url = route.url + (
+            f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else ""
+        )
         request = client.build_request(
-            scope["method"], url, content=raw or None, headers=forward_request_headers(scope["headers"])
+            scope["method"],
+            url,
+            content=raw or None,
+            headers=forward_request_headers(scope["headers"]),
         )
         try:
             response = await client.send(request, stream=True)
@@ -380,7 +394,9 @@ class ProxyApp:
                 else:
                     await send_json(send, 404, _mgmt_error("no entry with that key", "not_found"))
             else:
-                await send_json(send, 404, _mgmt_error(f"no management route {method} {path}", "not_found"))
+                await send_json(
+                    send, 404, _mgmt_error(f"no management route {method} {path}", "not_found")
+                )
         except Exception as exc:
             logger.warning("management call %s %s failed: %s", method, path, exc)
             await send_json(send, 503, _mgmt_error(f"storage failed: {exc}", "storage_error"))
@@ -453,7 +469,9 @@ def serve(config: Config, *, workers: int = 1, access_log: bool = False) -> None
     """Run the proxy on uvicorn (uvloop + httptools when available)."""
     import uvicorn
 
-    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
     options: dict[str, Any] = {
         "host": config.proxy_host,
         "port": config.proxy_port,
@@ -508,7 +526,9 @@ def run_from_args(args: argparse.Namespace) -> None:
         overrides["proxy_port"] = args.port
     config = Config(**overrides)
     if args.workers > 1 and config.backend == "memory":
-        logger.warning("the memory backend is per process: %s workers will not share entries", args.workers)
+        logger.warning(
+            "the memory backend is per process: %s workers will not share entries", args.workers
+        )
     serve(config, workers=max(1, args.workers), access_log=args.access_log)
 
 

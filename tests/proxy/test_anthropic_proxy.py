@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 import anthropic
-from anthropic.types import Message
 import pytest
+from anthropic.types import Message
 
 from tests.conftest import Proxy, Upstream
 
