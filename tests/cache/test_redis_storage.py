@@ -493,3 +493,32 @@ def test_spawned_server_unpacks_as_port_and_process(private_server: RedisServer)
     assert port == private_server.port and process.poll() is None
     private_server.restart()
     assert private_server.port == port and private_server.process is not process
+
+
+def test_missing_redis_skips_locally_but_fails_on_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.redis_servers import unavailable
+
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        unavailable("no redis")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no redis"):
+        unavailable("no redis")
+
+
+def test_standalone_url_falls_back_to_a_private_server_then_skips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.support import redis_servers
+
+    monkeypatch.delenv(redis_servers.URL_ENV, raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(redis_servers, "SHARED_PORT", redis_servers.free_port())  # nobody there
+    with redis_servers.standalone_redis_url() as url:
+        port = urlsplit(url).port
+        assert port is not None and port != redis_servers.SHARED_PORT
+        assert redis_servers.ping(port)
+    assert not redis_servers.ping(port)  # the private server is gone afterwards
+    monkeypatch.setattr(redis_servers, "REDIS_SERVER", None)
+    with pytest.raises(pytest.skip.Exception), redis_servers.standalone_redis_url():
+        pass

@@ -279,9 +279,9 @@ def spawn_redis_cluster(masters: int = 3, timeout: float = 20.0) -> Iterator[Clu
 # -- fixtures -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a standalone Redis for the suite (see the module docstring)."""
+@contextmanager
+def standalone_redis_url(directory: str | Path | None = None) -> Iterator[str]:
+    """The URL ``redis_server_url`` provides (see the module docstring); skips/fails if none."""
     forced = os.environ.get(URL_ENV, "").strip()
     if forced:
         yield forced
@@ -294,8 +294,15 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             f"no Redis answers on {SHARED_HOST}:{SHARED_PORT} and no redis-server binary "
             f"to spawn one (set {URL_ENV} or install redis-server)"
         )
-    with spawn_redis_server(directory=tmp_path_factory.mktemp("redis")) as server:
+    with spawn_redis_server(directory=directory) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a standalone Redis for the suite (see the module docstring)."""
+    with standalone_redis_url(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture
