@@ -480,6 +480,7 @@ def serve(config: Config, *, workers: int = 1, access_log: bool = False) -> None
         "log_level": config.log_level,
         "access_log": access_log,
         "lifespan": "on",
+        "interface": "asgi3",
     }
     logger.info(
         "llm-cache proxy on http://%s:%s (backend %s, mode %s)",
