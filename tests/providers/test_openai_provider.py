@@ -538,3 +538,13 @@ async def test_fake_upstream_chat_stream_merges_to_its_json_answer() -> None:
     texts = [c["message"]["content"] for c in full["choices"]]
     assert len(texts) == 2 and all("[h=" in t for t in texts)
     assert full["usage"]["total_tokens"] > 0
+
+
+def test_registry() -> None:
+    from llm_cache.providers import anthropic as anthropic_provider
+    from llm_cache.providers import get_provider
+
+    assert get_provider("OpenAI") is P
+    assert get_provider("anthropic") is anthropic_provider.PROVIDER
+    with pytest.raises(ValueError, match="unknown provider"):
+        get_provider("nope")
