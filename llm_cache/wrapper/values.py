@@ -49,19 +49,17 @@ def dump_checked(value: Any) -> Any:
     that does not round-trip (a ``default_factory`` that makes a new value each time), with all
     fields. Raises ``UnstorableValue`` when neither gives back an equal value.
     """
+    reason = "does not come back equal after storing"
     for full in (False, True):
         data = dump(value, full=full)
         try:
-            same = bool(load(data) == value)
-        except Exception:
-            same = False
-        if same:
-            return data
+            if load(data) == value:
+                return data
+        except Exception as exc:
+            reason = f"cannot be restored ({exc})"
         if not _has_model(value):
             break
-    raise UnstorableValue(
-        f"a value of type {_type_path(type(value))} does not come back equal after storing"
-    )
+    raise UnstorableValue(f"a value of type {_type_path(type(value))} {reason}")
 
 
 def dump(value: Any, *, full: bool = False) -> Any:
@@ -224,8 +222,8 @@ def _is_sdk_model(cls: type) -> bool:
     """A Stainless-generated SDK model (openai, anthropic...) with a recursive ``construct``."""
     return any(
         c.__name__ == "BaseModel"
-        and c.__module__.endswith("._models")
         and c.__module__.partition(".")[0] != "pydantic"
+        and "construct" in c.__dict__
         for c in cls.__mro__
     )
 
