@@ -3,14 +3,17 @@
 Front ends (the proxy, the httpx transport, the callable wrapper) decide *what* an exchange is
 and how to answer; this module decides *whether* to look up, whether to store, and keeps a
 failing backend from ever failing a request: every storage error is logged (at most once per
-``_LOG_EVERY`` seconds) and turned into a miss or a skipped store.
+``_LOG_EVERY`` seconds) and turned into a miss or a skipped store. After a failure the backend
+is left alone for ``retry_after`` seconds (a circuit breaker), so a dead Redis costs one timeout
+per window instead of one per request; the next call after the window tries it again, which is
+how the proxy reconnects by itself.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from llm_cache.cache.storage import CacheStorage, EntryMetadata
 from llm_cache.config import MODES
@@ -18,6 +21,19 @@ from llm_cache.config import MODES
 logger = logging.getLogger("llm_cache.engine")
 
 _LOG_EVERY = 10.0
+
+
+@runtime_checkable
+class SupportsFlightLocks(Protocol):
+    """A backend shared by several processes that can single-flight across them (Redis)."""
+
+    async def atry_lock(self, key: str, ttl: float) -> str | None: ...
+
+    async def aunlock(self, key: str, token: str) -> bool: ...
+
+    async def await_unlocked(
+        self, key: str, timeout: float, poll_interval: float = ...
+    ) -> bool: ...
 
 
 class CacheEngine:
@@ -29,14 +45,19 @@ class CacheEngine:
         *,
         mode: str = "readwrite",
         ttl: float | None = None,
+        retry_after: float = 1.0,
+        flight_lock_ttl: float = 60.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.storage = storage
         self.mode = mode
         self.ttl = ttl
+        self.retry_after = retry_after
+        self.flight_lock_ttl = flight_lock_ttl
+        self._locks = storage if isinstance(storage, SupportsFlightLocks) else None
+        self._skip_until = 0.0
         self._last_error: str | None = None
-        self._last_error_at = 0.0
         self._last_logged_at = 0.0
 
     # -- policy -------------------------------------------------------------------------------
@@ -58,8 +79,13 @@ class CacheEngine:
 
     # -- async path (proxy, async transport) --------------------------------------------------
 
+    def _available(self) -> bool:
+        return time.monotonic() >= self._skip_until
+
     async def lookup(self, key: str) -> dict[str, Any] | None:
         """The stored value for ``key``, or ``None`` on a miss or any storage failure."""
+        if not self._available():
+            return None
         try:
             return await self.storage.aget(key)
         except Exception as exc:
@@ -75,6 +101,8 @@ class CacheEngine:
         metadata: EntryMetadata | dict[str, Any] | None = None,
     ) -> bool:
         """Store ``value``; ``False`` (logged) when the backend failed."""
+        if not self._available():
+            return False
         try:
             await self.storage.aset(key, value, metadata, ttl if ttl is not None else self.ttl)
         except Exception as exc:
@@ -93,12 +121,48 @@ class CacheEngine:
             body.update(status="degraded", cache_size=None, error=self._last_error)
         else:
             self._last_error = None  # the backend answers again
+            self._skip_until = 0.0
         body["mode"] = self.mode
         return body
+
+    async def lock_flight(self, key: str) -> str | bool:
+        """Claim the upstream call for ``key`` across processes.
+
+        A token when this process holds the claim (pass it to ``unlock_flight``); ``True`` when
+        there is nothing to claim (backend without locks, or failing: go ahead alone); ``False``
+        when another process holds it (call ``wait_flight``, then look up again).
+        """
+        if self._locks is None or not self._available():
+            return True
+        try:
+            token = await self._locks.atry_lock(key, self.flight_lock_ttl)
+        except Exception as exc:
+            self._storage_failed("flight lock", exc)
+            return True
+        return token if token is not None else False
+
+    async def unlock_flight(self, key: str, token: str | bool) -> None:
+        if self._locks is None or not isinstance(token, str):
+            return
+        try:
+            await self._locks.aunlock(key, token)
+        except Exception as exc:
+            self._storage_failed("flight unlock", exc)
+
+    async def wait_flight(self, key: str) -> None:
+        """Wait (at most the lock's lifetime) for another process's call on ``key`` to end."""
+        if self._locks is None:
+            return
+        try:
+            await self._locks.await_unlocked(key, self.flight_lock_ttl)
+        except Exception as exc:
+            self._storage_failed("flight wait", exc)
 
     # -- sync path (wrapper, sync transport) --------------------------------------------------
 
     def lookup_sync(self, key: str) -> dict[str, Any] | None:
+        if not self._available():
+            return None
         try:
             return self.storage.get(key)
         except Exception as exc:
@@ -113,6 +177,8 @@ class CacheEngine:
         ttl: float | None = None,
         metadata: EntryMetadata | dict[str, Any] | None = None,
     ) -> bool:
+        if not self._available():
+            return False
         try:
             self.storage.set(key, value, metadata, ttl if ttl is not None else self.ttl)
         except Exception as exc:
@@ -125,7 +191,7 @@ class CacheEngine:
     def _storage_failed(self, what: str, exc: BaseException) -> None:
         now = time.monotonic()
         self._last_error = f"{type(exc).__name__}: {exc}"
-        self._last_error_at = now
+        self._skip_until = now + self.retry_after
         if now - self._last_logged_at >= _LOG_EVERY:
             self._last_logged_at = now
             logger.warning(

@@ -35,6 +35,8 @@ class Flight:
         self.error: BaseException | None = None
         #: The stored value when the answer was complete and cacheable (for conversions).
         self.value: dict[str, Any] | None = None
+        #: True when the answer came from the cache (another process stored it meanwhile).
+        self.from_cache = False
         self.subscribers = 0
         self.task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()

@@ -239,7 +239,7 @@ class ProxyApp:
         self, scope: Scope, receive: Receive, send: Send, flight: Flight, key: str
     ) -> None:
         assert flight.status is not None
-        headers = [*flight.headers, *cache_headers(False, key)]
+        headers = [*flight.headers, *cache_headers(flight.from_cache, key)]
         if flight.is_stream:
             await send_stream(send, receive, flight.status, headers, flight.tail())
             return
@@ -250,7 +250,22 @@ class ProxyApp:
         await send_bytes(send, flight.status, headers, b"".join(flight.chunks))
 
     async def _pump(self, flight: Flight, call: _UpstreamCall) -> None:
-        """Make the upstream call, publish what arrives, store a complete success."""
+        """Make the upstream call (once across processes when the backend can lock), publish
+        what arrives, store a complete success."""
+        engine = self.engine
+        claim: str | bool = await engine.lock_flight(call.key) if call.store else True
+        if claim is False:  # another process is making this very call: wait for its answer
+            await engine.wait_flight(call.key)
+            value = await engine.lookup(call.key)
+            if value is not None and is_valid_value(value):
+                _publish_value(flight, value)
+                return
+        try:
+            await self._call_upstream(flight, call)
+        finally:
+            await engine.unlock_flight(call.key, claim)
+
+    async def _call_upstream(self, flight: Flight, call: _UpstreamCall) -> None:
         client = self._client(call.route.upstream)
         request = client.build_request("POST", call.url, content=call.raw, headers=call.headers)
         response = await client.send(request, stream=True)
@@ -421,6 +436,21 @@ class _UpstreamCall:
     ) -> None:
         self.route, self.endpoint, self.url, self.headers = route, endpoint, url, headers
         self.raw, self.key, self.store, self.ttl, self.body = raw, key, store, ttl, body
+
+
+def _publish_value(flight: Flight, value: dict[str, Any]) -> None:
+    """Answer a flight from a stored value, as if the upstream had just sent it."""
+    stream = value.get("stream")
+    payload = stream if isinstance(stream, str) else str(value.get("body", ""))
+    content_type = str(value.get("content_type") or JSON_TYPE)
+    flight.from_cache = True
+    flight.publish_head(
+        int(value.get("status", 200)),
+        [(b"content-type", content_type.encode())],
+        isinstance(stream, str),
+    )
+    flight.publish_chunk(payload.encode("utf-8"))
+    flight.finish(complete=True, value=value)
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
