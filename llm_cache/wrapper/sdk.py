@@ -117,10 +117,15 @@ def detect_provider(func: Callable[..., Any]) -> str:
     target = inspect.unwrap(getattr(func, "__func__", func))
     code = getattr(target, "__code__", None)
     namespace = getattr(target, "__globals__", None)
+    used: list[object] = []
     if code is not None and isinstance(namespace, dict):
-        for name in code.co_names:
-            if name in namespace and (p := _provider_of_module(_module_of(namespace[name]))):
-                return p
+        used += [namespace[name] for name in code.co_names if name in namespace]
+    for cell in getattr(target, "__closure__", None) or ():
+        with contextlib.suppress(ValueError):  # an empty cell
+            used.append(cell.cell_contents)
+    for obj in used:
+        if p := _provider_of_module(_module_of(obj)):
+            return p
     lowered = str(getattr(func, "__qualname__", getattr(func, "__name__", ""))).lower()
     for word, provider in _PROVIDER_WORDS:
         if word in lowered:
@@ -146,7 +151,7 @@ def _is_async(func: Callable[..., Any]) -> bool:
 def _is_sentinel(value: object) -> bool:
     """The SDKs' "not given" markers (``openai.omit``, ``NOT_GIVEN``): an absent argument."""
     name = type(value).__name__
-    return (name == "Omit" or name == "NotGiven") and type(value).__module__.endswith("_types")
+    return name == "Omit" or name == "NotGiven"
 
 
 # -- per-function state ---------------------------------------------------------------------
