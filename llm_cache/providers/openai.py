@@ -38,7 +38,8 @@ _MESSAGE_CORE = ("role", "content", "refusal", "tool_calls", "function_call")
 class OpenAIProvider:
     name = "openai"
     cached_endpoints = frozenset({CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES})
-    key_headers: tuple[str, ...] = ()
+    #: ``OpenAI-Beta`` switches API behaviour (e.g. ``assistants=v2``), so it changes answers.
+    key_headers: tuple[str, ...] = ("openai-beta",)
     excluded_fields = DEFAULT_EXCLUDED_FIELDS
 
     def is_stream_request(self, body: dict[str, Any]) -> bool:

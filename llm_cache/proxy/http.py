@@ -37,6 +37,16 @@ _DROP_RESPONSE = HOP_BY_HOP | {b"content-length", b"content-encoding", b"date", 
 CACHE_HEADER_PREFIX = b"x-cache-"
 
 
+def header_dict(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-case name → value; a repeated header's values joined with ", " (RFC 9110 §5.3),
+    so two requests that differ in any of them never look alike."""
+    out: dict[str, str] = {}
+    for k, v in raw:
+        name, value = k.decode("latin-1").lower(), v.decode("latin-1")
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
 def forward_request_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
     """Client headers to send upstream: auth kept; hop-by-hop and ``X-Cache-*`` removed."""
     return [

@@ -39,6 +39,7 @@ from llm_cache.proxy.http import (
     cache_headers,
     forward_request_headers,
     forward_response_headers,
+    header_dict,
     read_body,
     send_bytes,
     send_json,
@@ -127,7 +128,7 @@ class ProxyApp:
     ) -> None:
         provider = route.upstream.provider
         raw = await read_body(receive)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = header_dict(scope["headers"])
         try:
             body = _parse_body(raw)
             ttl = _parse_ttl(headers.get("x-cache-ttl"))

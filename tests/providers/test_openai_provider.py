@@ -219,7 +219,7 @@ def test_protocol_and_constants() -> None:
     assert isinstance(P, Provider)
     assert P.name == "openai"
     assert P.cached_endpoints == {"/chat/completions", "/completions", "/embeddings", "/responses"}
-    assert P.key_headers == ()
+    assert P.key_headers == ("openai-beta",)
     assert P.excluded_fields == {"stream", "user", "metadata"}
     assert P.is_stream_request({"stream": True})
     assert not P.is_stream_request({"stream": False}) and not P.is_stream_request({})

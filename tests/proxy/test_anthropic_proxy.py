@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import anthropic
+import httpx2
 import pytest
 from anthropic.types import Message
 
@@ -159,3 +160,23 @@ def test_other_paths_are_forwarded_uncached(proxy: Proxy, upstream: Upstream) ->
         assert "x-cache-hit" not in info.value.response.headers
         assert info.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     assert upstream.fake.count("/v1/messages/count_tokens") == 2
+
+
+def test_every_value_of_a_repeated_beta_header_enters_the_key(
+    proxy: Proxy, upstream: Upstream
+) -> None:
+    body = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": MESSAGES}
+    keys = []
+    for first_beta in ("beta-a", "beta-b"):
+        headers = [
+            (b"x-api-key", b"k"),
+            (b"anthropic-version", b"2023-06-01"),
+            (b"anthropic-beta", first_beta.encode()),
+            (b"anthropic-beta", b"shared-beta"),
+        ]
+        r = httpx2.post(f"{proxy.url}/v1/messages", json=body, headers=headers)
+        assert r.status_code == 200
+        assert r.headers["x-cache-hit"] == "false"
+        keys.append(r.headers["x-cache-key"])
+    assert keys[0] != keys[1]
+    assert upstream.fake.count("/v1/messages") == 2

@@ -274,3 +274,11 @@ def test_gzip_accepting_client_gets_bytes_matching_its_headers(proxy: Proxy) -> 
         ) as r:
             text = r.read().decode()  # httpx2 decodes per the Content-Encoding it was told
         assert "data: [DONE]" in text
+
+
+def test_openai_beta_header_enters_the_key(proxy: Proxy, upstream: Upstream) -> None:
+    client = client_for(proxy)
+    plain = chat_raw(client)
+    beta = chat_raw(client, extra_headers={"OpenAI-Beta": "assistants=v2"})
+    assert beta.headers["x-cache-hit"] == "false"
+    assert beta.headers["x-cache-key"] != plain.headers["x-cache-key"]
