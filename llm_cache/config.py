@@ -123,6 +123,8 @@ class Config:
     admin_token: str | None = field(default=None, repr=False)
     mode: str = "readwrite"
     log_level: str = "info"
+    memory_tier_size: int = 0
+    memory_tier_ttl: float = 5.0
 
     def __init__(
         self,
@@ -187,6 +189,12 @@ class Config:
             self.mode = v.lower()
         if v := get("LOG_LEVEL"):
             self.log_level = v.lower()
+        if (v := get("MEMORY_TIER_SIZE")) is not None:
+            self.memory_tier_size = _parse_int(p + "MEMORY_TIER_SIZE", v, 0)
+        if v := get("MEMORY_TIER_TTL"):
+            tier_ttl = _parse_ttl(p + "MEMORY_TIER_TTL", v)
+            if tier_ttl is not None:
+                self.memory_tier_ttl = tier_ttl
 
     def _validate(self) -> None:
         p = ENV_PREFIX
@@ -210,6 +218,13 @@ class Config:
         )
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError(f"{p}LOG_LEVEL must be a logging level name, got {self.log_level!r}")
+        if self.memory_tier_size < 0:
+            raise ValueError(f"{p}MEMORY_TIER_SIZE must be at least 0, got {self.memory_tier_size}")
+        if not self.memory_tier_ttl > 0:
+            raise ValueError(
+                f"{p}MEMORY_TIER_TTL must be a positive number of seconds, "
+                f"got {self.memory_tier_ttl!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """All settings, with secrets (and a password inside the Redis URL) shown as ``***``."""
@@ -226,7 +241,20 @@ class Config:
         return out
 
     def get_storage(self) -> CacheStorage:
-        """Build the configured backend (imports it lazily: optional extras fail only here)."""
+        """Build the configured backend (imports it lazily: optional extras fail only here).
+
+        With ``memory_tier_size`` > 0 a SQLite or Redis backend gets an in-process LRU of that
+        many entries in front (:class:`~llm_cache.cache.tiered_storage.TieredStorage`), each kept
+        at most ``memory_tier_ttl`` seconds.
+        """
+        backend = self._backend_storage()
+        if self.memory_tier_size > 0 and self.backend != "memory":
+            from llm_cache.cache.tiered_storage import TieredStorage
+
+            return TieredStorage(backend, size=self.memory_tier_size, ttl=self.memory_tier_ttl)
+        return backend
+
+    def _backend_storage(self) -> CacheStorage:
         if self.backend == "memory":
             from llm_cache.cache.memory_storage import MemoryStorage
 
