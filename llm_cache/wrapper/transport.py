@@ -141,6 +141,8 @@ class _Base:
     ) -> None:
         if storage is None or mode is None or ttl is None:
             config = config if config is not None else Config()
+        #: A storage passed in belongs to the caller (it may be shared); one we open, to us.
+        self.owns_storage = storage is None
         if storage is None:
             assert config is not None
             storage = config.get_storage()
@@ -154,12 +156,16 @@ class _Base:
     def storage(self) -> CacheStorage:
         return self.engine.storage
 
-    def _plan(self, request: httpx2.Request, raw: bytes) -> _Call | httpx2.Response | None:
+    @staticmethod
+    def _match(request: httpx2.Request) -> tuple[Provider, str] | None:
+        has_version = "anthropic-version" in request.headers
+        return match_endpoint(request.method, request.url.path, has_version)
+
+    def _plan(
+        self, request: httpx2.Request, raw: bytes, matched: tuple[Provider, str]
+    ) -> _Call | httpx2.Response | None:
         """A ``_Call``, an immediate answer (400), or ``None`` to pass through."""
         headers = {k.lower(): v for k, v in request.headers.items()}
-        matched = match_endpoint(request.method, request.url.path, "anthropic-version" in headers)
-        if matched is None:
-            return None
         provider, endpoint = matched
         try:
             body = orjson.loads(raw) if raw else None
@@ -284,7 +290,10 @@ class CacheTransport(_Base, httpx2.BaseTransport):
         engine = self.engine
         if not engine.reads and not engine.writes:
             return self.transport.handle_request(request)
-        plan = self._plan(request, request.read())
+        matched = self._match(request)
+        if matched is None:
+            return self.transport.handle_request(request)
+        plan = self._plan(request, request.read(), matched)
         if plan is None:
             return self.transport.handle_request(request)
         if isinstance(plan, httpx2.Response):
@@ -318,8 +327,10 @@ class CacheTransport(_Base, httpx2.BaseTransport):
         )
 
     def close(self) -> None:
+        """Close the inner transport, and the storage when this transport opened it."""
         self.transport.close()
-        self.engine.storage.close()
+        if self.owns_storage:
+            self.engine.storage.close()
 
 
 class _RecordingStream(httpx2.SyncByteStream):
@@ -382,7 +393,10 @@ class AsyncCacheTransport(_Base, httpx2.AsyncBaseTransport):
         engine = self.engine
         if not engine.reads and not engine.writes:
             return await self.transport.handle_async_request(request)
-        plan = self._plan(request, await request.aread())
+        matched = self._match(request)
+        if matched is None:
+            return await self.transport.handle_async_request(request)
+        plan = self._plan(request, await request.aread(), matched)
         if plan is None:
             return await self.transport.handle_async_request(request)
         if isinstance(plan, httpx2.Response):
@@ -416,8 +430,10 @@ class AsyncCacheTransport(_Base, httpx2.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
+        """Close the inner transport, and the storage when this transport opened it."""
         await self.transport.aclose()
-        await self.engine.storage.aclose()
+        if self.owns_storage:
+            await self.engine.storage.aclose()
 
 
 class _AsyncRecordingStream(httpx2.AsyncByteStream):

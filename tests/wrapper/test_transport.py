@@ -359,3 +359,22 @@ def test_entries_are_shared_with_the_proxy(
         assert claude_proxy.messages.create(**args).id == message.id
         assert upstream.fake.count("/messages") == 1
     transport_storage.close()
+
+
+def test_closing_the_client_closes_only_a_storage_the_transport_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[str] = []
+
+    class Tracked(MemoryStorage):
+        def close(self) -> None:
+            closed.append("given")
+
+    with httpx_client(Tracked()):
+        pass
+    assert closed == []  # a storage passed in belongs to the caller (it may be shared)
+    monkeypatch.setenv("LLM_CACHE_BACKEND", "sqlite")
+    monkeypatch.setenv("LLM_CACHE_SQLITE_PATH", str(tmp_path / "own.db"))
+    transport = CacheTransport()
+    assert transport.owns_storage and isinstance(transport.storage, SQLiteStorage)
+    transport.close()
