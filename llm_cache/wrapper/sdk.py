@@ -148,6 +148,21 @@ def _is_async(func: Callable[..., Any]) -> bool:
     return not inspect.isroutine(func) and inspect.iscoroutinefunction(call)
 
 
+def _is_plain_data(value: object, depth: int = 0) -> bool:
+    """JSON-like data (what a closure may capture as configuration), small and shallow."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if depth > 3:
+        return False
+    if isinstance(value, (list, tuple)):
+        return len(value) <= 64 and all(_is_plain_data(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return len(value) <= 64 and all(
+            isinstance(k, str) and _is_plain_data(v, depth + 1) for k, v in value.items()
+        )
+    return False
+
+
 def _is_sentinel(value: object) -> bool:
     """The SDKs' "not given" markers (``openai.omit``, ``NOT_GIVEN``): an absent argument."""
     name = type(value).__name__
@@ -190,6 +205,14 @@ class _Function:
         elif bound_self is not None and not isinstance(bound_self, ModuleType):
             self.context["self"] = bound_self  # must be keyable (dataclass, model...) to cache
         self.metadata_base = {"provider": self.provider, "endpoint": self.name}
+        # Closures made by one factory share a qualified name; the plain data they capture
+        # (a model name, a temperature) tells them apart. Objects (clients) are left out.
+        target = inspect.unwrap(getattr(func, "__func__", func))
+        code = getattr(target, "__code__", None)
+        cells = getattr(target, "__closure__", None)
+        self.cells: list[tuple[str, Any]] = (
+            list(zip(code.co_freevars, cells, strict=False)) if code is not None and cells else []
+        )
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -219,6 +242,17 @@ class _Function:
     def key(self, arguments: dict[str, Any]) -> str:
         """The cache key; ``TypeError`` when an argument has no canonical form."""
         material = {"wrapper": VALUE_VERSION, "fn": self.name, "args": arguments}
+        if self.cells:
+            captured = {}
+            for name, cell in self.cells:
+                try:
+                    value = cell.cell_contents
+                except ValueError:  # not bound yet
+                    continue
+                if _is_plain_data(value):
+                    captured[name] = value
+            if captured:
+                material["closure"] = captured
         return key_for({**material, **self.context})
 
     def metadata(self, arguments: dict[str, Any]) -> dict[str, Any]:

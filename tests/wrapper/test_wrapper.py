@@ -637,3 +637,23 @@ def test_metadata_records_provider_and_model(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_storage_is_a_cache_storage(wrapper: LLMCacheWrapper) -> None:
     assert isinstance(wrapper.storage, CacheStorage)
+
+
+def test_closures_from_one_factory_are_told_apart_by_what_they_capture(
+    wrapper: LLMCacheWrapper,
+) -> None:
+    client = object()  # objects in the closure (an SDK client) do not enter the key
+
+    def make(model: str) -> Any:
+        @wrapper.wrap
+        def ask(q: str) -> str:
+            assert client is not None
+            return f"{model}:{q}"
+
+        return ask
+
+    small, large = make("small"), make("large")
+    assert small("q") == "small:q"
+    assert large("q") == "large:q"
+    assert make("small")("q") == "small:q"
+    assert wrapper.get_stats()["hits"] == 1
