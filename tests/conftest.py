@@ -18,6 +18,16 @@ from tests.servers import run_server
 pytest_plugins = ["tests.support.redis_servers"]
 
 
+@pytest.fixture(autouse=True)
+def _no_user_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own LLM_CACHE_* variables must not change what the tests see."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("LLM_CACHE_"):
+            monkeypatch.delenv(name)
+
+
 class Upstream:
     """The running simulated upstream: its state object and base URL."""
 
