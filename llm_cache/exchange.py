@@ -13,6 +13,7 @@ Content-Encoding), so a hit returns the bytes the upstream sent.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,6 +25,65 @@ from llm_cache.providers.sse import SSEEvent, SSEParser
 VALUE_VERSION = 1
 JSON_TYPE = "application/json"
 SSE_TYPE = "text/event-stream"
+CONTROL_PREFIX = "_cache_"
+_TRUE = ("1", "true", "yes", "on")
+
+
+class BadRequest(ValueError):
+    """A request the cache must refuse (answered 400 in the provider's error shape)."""
+
+
+@dataclass(slots=True)
+class Controls:
+    """A request's cache controls (SPEC "Per-request controls"), read once for every front end.
+
+    ``body``/``raw`` are what goes upstream: our ``_cache_*`` fields removed (``raw`` is then
+    re-serialized; otherwise it is the client's bytes unchanged).
+    """
+
+    body: dict[str, Any]
+    raw: bytes
+    bypass: bool
+    no_store: bool
+    ttl: float | None
+    rewritten: bool
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The JSON object a cached route needs, or ``BadRequest`` saying what is wrong."""
+    if not raw:
+        raise BadRequest("the request body is empty; expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def parse_ttl(raw: str | None) -> float | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        ttl = float(raw)
+    except ValueError:
+        raise BadRequest(f"X-Cache-TTL must be a number of seconds, got {raw!r}") from None
+    if not ttl > 0 or ttl == float("inf"):
+        raise BadRequest(f"X-Cache-TTL must be a positive number of seconds, got {raw!r}")
+    return ttl
+
+
+def read_controls(body: dict[str, Any], raw: bytes, headers: Mapping[str, str]) -> Controls:
+    """Bypass, no-store and TTL from headers (lower-case names) and ``_cache_*`` body fields."""
+    ttl = parse_ttl(headers.get("x-cache-ttl"))
+    bypass = headers.get("x-cache-bypass", "").lower() in _TRUE or body.get("_cache_bypass") is True
+    no_store = "no-store" in headers.get("cache-control", "").lower()
+    rewritten = any(k.startswith(CONTROL_PREFIX) for k in body)
+    if rewritten:
+        body = {k: v for k, v in body.items() if not k.startswith(CONTROL_PREFIX)}
+        raw = orjson.dumps(body)
+    return Controls(body, raw, bypass, no_store, ttl, rewritten)
 
 
 def exchange_key(
@@ -60,6 +120,22 @@ def stream_value(status: int, content_type: str, stream: bytes) -> dict[str, Any
     except UnicodeDecodeError:
         return None
     return {"v": VALUE_VERSION, "status": status, "content_type": content_type, "stream": text}
+
+
+def answer_value(
+    provider: Provider, endpoint: str, status: int, content_type: str, data: bytes
+) -> dict[str, Any] | None:
+    """Stored form of a complete upstream answer, or ``None`` when it must not be stored:
+    not 2xx, a stream that did not finish cleanly, or a body that is neither JSON nor SSE."""
+    if not 200 <= status < 300:
+        return None
+    if content_type.startswith(SSE_TYPE):
+        if stream_finished(provider, endpoint, data):
+            return stream_value(status, content_type, data)
+        return None
+    if content_type.startswith(JSON_TYPE):
+        return json_value(status, content_type, data)
+    return None
 
 
 def is_valid_value(value: Mapping[str, Any]) -> bool:

@@ -22,12 +22,13 @@ from llm_cache.config import Config
 from llm_cache.engine import CacheEngine
 from llm_cache.exchange import (
     JSON_TYPE,
+    BadRequest,
+    answer_value,
     exchange_key,
     is_valid_value,
-    json_value,
+    parse_body,
+    read_controls,
     render,
-    stream_finished,
-    stream_value,
 )
 from llm_cache.flight import Flight, FlightFailed, FlightTable
 from llm_cache.providers.base import Provider
@@ -49,14 +50,9 @@ from llm_cache.proxy.routing import OPENAI, Route, Router, Upstream
 
 logger = logging.getLogger("llm_cache.proxy")
 
-_TRUE = ("1", "true", "yes", "on")
 #: No read timeout: a long generation may take minutes between bytes of a reasoning model.
 UPSTREAM_TIMEOUT = httpx2.Timeout(connect=10.0, read=None, write=60.0, pool=60.0)
 UPSTREAM_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=200)
-
-
-class BadRequest(Exception):
-    """A client error we answer with 400 in the provider's error shape."""
 
 
 class ProxyApp:
@@ -130,8 +126,7 @@ class ProxyApp:
         raw = await read_body(receive)
         headers = header_dict(scope["headers"])
         try:
-            body = _parse_body(raw)
-            ttl = _parse_ttl(headers.get("x-cache-ttl"))
+            controls = read_controls(parse_body(raw), raw, headers)
         except BadRequest as exc:
             await send_bytes(
                 send,
@@ -140,12 +135,7 @@ class ProxyApp:
                 provider.error_body(400, str(exc), "invalid_request_error"),
             )
             return
-        bypass = (
-            headers.get("x-cache-bypass", "").lower() in _TRUE or body.get("_cache_bypass") is True
-        )
-        if any(k.startswith("_cache_") for k in body):
-            body = {k: v for k, v in body.items() if not k.startswith("_cache_")}
-            raw = orjson.dumps(body)
+        body, raw, ttl = controls.body, controls.raw, controls.ttl
         url = route.url + (
             f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else ""
         )
@@ -153,7 +143,7 @@ class ProxyApp:
         want_stream = provider.is_stream_request(body)
         engine = self.engine
 
-        if engine.reads and not bypass:
+        if engine.reads and not controls.bypass:
             value = await engine.lookup(key)
             if value is not None and is_valid_value(value):
                 rendered = render(
@@ -175,7 +165,7 @@ class ProxyApp:
         if engine.offline:
             await self._offline_miss(send, provider, key)
             return
-        store = engine.writes and "no-store" not in headers.get("cache-control", "").lower()
+        store = engine.writes and not controls.no_store
         outgoing = forward_request_headers(scope["headers"])
         request = _UpstreamCall(route, endpoint, url, outgoing, raw, key, store, ttl, body)
         await self._answer_miss(scope, receive, send, request, want_stream)
@@ -193,9 +183,12 @@ class ProxyApp:
                 return
             assert flight.status is not None
             ok = 200 <= flight.status < 300
-            if not leader and (not ok or flight.is_stream != want_stream):
-                # A follower takes only a successful answer of its own kind as it streams;
-                # otherwise it waits for the stored value, or makes its own call.
+            # The request that started the call relays what the upstream sent, as it came.
+            # Anyone else (a follower, or the starter when another process stored the answer
+            # meanwhile) takes a successful answer of its own kind as it streams; otherwise it
+            # waits for the stored value and converts it, or makes its own call.
+            as_sent = leader and not flight.from_cache
+            if not as_sent and (not ok or flight.is_stream != want_stream):
                 await flight.wait_done()
                 if ok and flight.value is not None:
                     rendered = render(
@@ -280,16 +273,14 @@ class ProxyApp:
                 flight.publish_chunk(chunk)
         finally:
             await response.aclose()
-        value = None
         status = response.status_code
-        if 200 <= status < 300:
-            data = b"".join(flight.chunks)
-            provider = call.route.upstream.provider
-            if is_stream:
-                if stream_finished(provider, call.endpoint, data):
-                    value = stream_value(status, content_type, data)
-            elif content_type.startswith(JSON_TYPE):
-                value = json_value(status, content_type, data)
+        value = answer_value(
+            call.route.upstream.provider,
+            call.endpoint,
+            status,
+            content_type,
+            b"".join(flight.chunks),
+        )
         flight.finish(complete=value is not None, value=value)
         if value is not None and call.store:
             model = call.body.get("model")
@@ -452,30 +443,6 @@ def _publish_value(flight: Flight, value: dict[str, Any]) -> None:
     )
     flight.publish_chunk(payload.encode("utf-8"))
     flight.finish(complete=True, value=value)
-
-
-def _parse_body(raw: bytes) -> dict[str, Any]:
-    if not raw:
-        raise BadRequest("the request body is empty; expected a JSON object")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return body
-
-
-def _parse_ttl(raw: str | None) -> float | None:
-    if raw is None or not raw.strip():
-        return None
-    try:
-        ttl = float(raw)
-    except ValueError:
-        raise BadRequest(f"X-Cache-TTL must be a number of seconds, got {raw!r}") from None
-    if not ttl > 0 or ttl == float("inf"):
-        raise BadRequest(f"X-Cache-TTL must be a positive number of seconds, got {raw!r}")
-    return ttl
 
 
 def _error(provider: Provider, status: int, message: str, kind: str) -> Any:

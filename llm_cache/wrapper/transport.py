@@ -35,12 +35,12 @@ from llm_cache.config import Config
 from llm_cache.engine import CacheEngine
 from llm_cache.exchange import (
     JSON_TYPE,
+    BadRequest,
+    answer_value,
     exchange_key,
     is_valid_value,
-    json_value,
+    read_controls,
     render,
-    stream_finished,
-    stream_value,
 )
 from llm_cache.providers import anthropic as anthropic_provider
 from llm_cache.providers import openai as openai_provider
@@ -53,7 +53,6 @@ logger = logging.getLogger("llm_cache.transport")
 OPENAI = openai_provider.PROVIDER
 ANTHROPIC = anthropic_provider.PROVIDER
 _OPENAI_ENDPOINTS = sorted(OPENAI.cached_endpoints, key=len, reverse=True)
-_TRUE = ("1", "true", "yes", "on")
 _DROP_RESPONSE = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
@@ -114,19 +113,7 @@ class _Call:
 
     def value_of(self, status: int, content_type: str, data: bytes) -> dict[str, Any] | None:
         """Stored form of a complete answer, or ``None`` when it must not be stored."""
-        if not 200 <= status < 300:
-            return None
-        if content_type.startswith("text/event-stream"):
-            if stream_finished(self.provider, self.endpoint, data):
-                return stream_value(status, content_type, data)
-            return None
-        if content_type.startswith(JSON_TYPE):
-            return json_value(status, content_type, data)
-        return None
-
-
-class _BadRequest(Exception):
-    pass
+        return answer_value(self.provider, self.endpoint, status, content_type, data)
 
 
 class _Base:
@@ -174,25 +161,19 @@ class _Base:
         if not isinstance(body, dict):
             return None
         try:
-            ttl = _parse_ttl(headers.get("x-cache-ttl"))
-        except _BadRequest as exc:
+            controls = read_controls(body, raw, headers)
+        except BadRequest as exc:
             return httpx2.Response(
                 400,
                 headers={"content-type": JSON_TYPE},
                 content=provider.error_body(400, str(exc), "invalid_request_error"),
                 request=request,
             )
-        bypass = (
-            headers.get("x-cache-bypass", "").lower() in _TRUE or body.get("_cache_bypass") is True
-        )
-        controls = any(k.startswith("_cache_") for k in body)
-        if controls:
-            body = {k: v for k, v in body.items() if not k.startswith("_cache_")}
-            raw = orjson.dumps(body)
+        body, raw = controls.body, controls.raw
         key = exchange_key(provider, str(request.url), body, headers)
         own_headers = any(k.startswith("x-cache-") for k in headers)
         outgoing = request
-        if controls or own_headers:
+        if controls.rewritten or own_headers:
             outgoing = httpx2.Request(
                 request.method,
                 request.url,
@@ -204,8 +185,8 @@ class _Base:
                 content=raw,
                 extensions=request.extensions,
             )
-        store = self.engine.writes and "no-store" not in headers.get("cache-control", "").lower()
-        return _Call(provider, endpoint, body, key, outgoing, store, ttl, bypass)
+        store = self.engine.writes and not controls.no_store
+        return _Call(provider, endpoint, body, key, outgoing, store, controls.ttl, controls.bypass)
 
     def _answer(
         self, call: _Call, value: dict[str, Any] | None, request: httpx2.Request
@@ -475,18 +456,6 @@ class _AsyncRecordingStream(httpx2.AsyncByteStream):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _parse_ttl(raw: str | None) -> float | None:
-    if raw is None or not raw.strip():
-        return None
-    try:
-        ttl = float(raw)
-    except ValueError:
-        raise _BadRequest(f"X-Cache-TTL must be a number of seconds, got {raw!r}") from None
-    if not ttl > 0 or ttl == float("inf"):
-        raise _BadRequest(f"X-Cache-TTL must be a positive number of seconds, got {raw!r}")
-    return ttl
 
 
 def httpx_client(
