@@ -1,0 +1,374 @@
+"""SQLite backend: one file shared by threads and processes (WAL), LRU by ``max_size``, TTL.
+
+- One connection per thread: WAL lets readers run beside the writer. Writes of this process are
+  serialized by a lock (so its threads never sleep in SQLite's busy handler) and run as
+  ``BEGIN IMMEDIATE`` transactions; ``SQLITE_BUSY`` from other processes is waited out
+  (``busy_timeout``) and then retried.
+- A hit is one indexed read and no write: its recency and the hit/miss counters wait in memory
+  and are flushed in one transaction every ``flush_every`` operations or ``flush_interval``
+  seconds, with any other write of this process, before every LRU decision and on ``close()``.
+  Within a process LRU is exact; across processes it lags by at most one flush.
+- The entry count lives in the ``stats`` table, kept by triggers: ``get_size`` is O(1).
+- Connections are opened lazily per thread (and again after a fork), so building a storage is
+  cheap and safe before a pre-forking server forks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from llm_cache.cache.storage import CacheStorage, EntryMetadata, StorageError
+
+logger = logging.getLogger("llm_cache.storage.sqlite")
+
+_T = TypeVar("_T")
+
+SCHEMA_VERSION = 1
+_SCHEMA = f"""
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL,
+    created REAL NOT NULL,
+    last_used REAL NOT NULL,
+    expires REAL,
+    size INTEGER NOT NULL,
+    provider TEXT,
+    model TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_last_used ON entries (last_used);
+CREATE INDEX IF NOT EXISTS entries_expires ON entries (expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS stats (
+    name TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO stats (name, value) VALUES ('entries', 0), ('hits', 0), ('misses', 0);
+CREATE TRIGGER IF NOT EXISTS entries_count_insert AFTER INSERT ON entries
+BEGIN UPDATE stats SET value = value + 1 WHERE name = 'entries'; END;
+CREATE TRIGGER IF NOT EXISTS entries_count_delete AFTER DELETE ON entries
+BEGIN UPDATE stats SET value = value - 1 WHERE name = 'entries'; END;
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
+"""
+
+_GET = "SELECT value, expires FROM entries WHERE key = ?"
+_UPSERT = (
+    "INSERT INTO entries (key, value, created, last_used, expires, size, provider, model)"
+    " VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (key) DO UPDATE SET"
+    " value = ?2, created = ?3, last_used = ?3, expires = ?4, size = ?5, provider = ?6, model = ?7"
+)
+_TOUCH = "UPDATE entries SET last_used = ?1 WHERE key = ?2 AND last_used < ?1"
+_COUNT = "SELECT value FROM stats WHERE name = 'entries'"
+_PURGE_EXPIRED = "DELETE FROM entries WHERE expires <= ?"
+_EVICT = "DELETE FROM entries WHERE key IN (SELECT key FROM entries ORDER BY last_used LIMIT ?)"
+_LRU = "SELECT key FROM entries ORDER BY last_used LIMIT 1"
+
+_RETRIES = 6
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # result codes (sqlite3 names them from 3.11 only)
+_MMAP_SIZE = 256 * 1024 * 1024
+
+# (recency stamps by key, hits, misses) not yet written to the file
+_Pending = tuple[dict[str, float], int, int]
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _retry(fn: Callable[[], _T]) -> _T:
+    """Run ``fn``, retrying with backoff when another process holds the database."""
+    delay = 0.005
+    for attempt in range(_RETRIES):
+        try:
+            return fn()
+        except sqlite3.Error as exc:
+            if not _is_busy(exc) or attempt == _RETRIES - 1:
+                raise StorageError(f"sqlite: {exc}") from exc
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _metadata_text(metadata: EntryMetadata | dict[str, Any] | None, name: str) -> str | None:
+    value = metadata.get(name) if metadata else None
+    return None if value is None else str(value)
+
+
+class SQLiteStorage(CacheStorage):
+    """Cache entries in one SQLite file; safe across threads and processes."""
+
+    backend_name = "sqlite"
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] = "llm_cache.db",
+        max_size: int = 1000,
+        ttl: float | None = None,
+        *,
+        flush_every: int = 1000,
+        flush_interval: float = 1.0,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        if ttl is not None and not ttl > 0:
+            raise ValueError("ttl must be a positive number of seconds or None")
+        path = os.fspath(db_path)
+        if path == ":memory:" or path.startswith("file:"):
+            raise ValueError("SQLiteStorage needs a file path (use MemoryStorage in memory)")
+        self.db_path = Path(path)
+        self.max_size = max_size
+        self.ttl = ttl
+        self.flush_every = flush_every
+        self.flush_interval = flush_interval
+        self._busy_timeout = busy_timeout
+        self._state_lock = threading.Lock()  # guards the pending state and the connection list
+        self._write_lock = threading.Lock()  # one write transaction of this process at a time
+        self._reset_connections()
+        self._pending: dict[str, float] = {}
+        self._hits = self._misses = self._ops = 0
+        self._last_flush = time.monotonic()
+        self._last_stamp = 0.0
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._init_schema()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _reset_connections(self) -> None:
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.db_path,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # autocommit; transactions are explicit
+                check_same_thread=False,  # only so close() may close it from another thread
+            )
+            conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe in WAL
+            conn.execute(f"PRAGMA mmap_size = {_MMAP_SIZE}")
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite: cannot open {self.db_path}: {exc}") from exc
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or self._pid != os.getpid():
+            if self._pid != os.getpid():  # forked: never touch the parent's connections
+                with self._state_lock:
+                    self._reset_connections()
+                self._write_lock = threading.Lock()
+            conn = self._connect()
+            self._local.conn = conn
+            with self._state_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _init_schema(self) -> None:
+        conn = self._connect()
+        try:
+            version = _retry(lambda: conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StorageError(f"{self.db_path} has cache schema v{version}, newer than this")
+            _retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            if version < SCHEMA_VERSION:
+                _retry(lambda: self._run_script(conn, _SCHEMA))
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _run_script(conn: sqlite3.Connection, script: str) -> None:
+        try:
+            conn.executescript(script)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- deferred recency and counters -----------------------------------------------------------
+
+    def _stamp_locked(self) -> float:
+        """A wall-clock time, strictly increasing within this process (LRU order)."""
+        now = time.time()
+        if now <= self._last_stamp:
+            now = self._last_stamp + 1e-6
+        self._last_stamp = now
+        return now
+
+    def _note(self, key: str | None, hit: int, miss: int) -> None:
+        """Record a use of ``key`` and/or a hit or miss; flush when enough has piled up."""
+        with self._state_lock:
+            if key is not None:
+                self._pending[key] = self._stamp_locked()
+            self._hits += hit
+            self._misses += miss
+            self._ops += 1
+            due = (
+                self._ops >= self.flush_every
+                or time.monotonic() - self._last_flush >= self.flush_interval
+            )
+        # Opportunistic: if another thread is writing, it flushes this too.
+        if due and self._write_lock.acquire(blocking=False):
+            try:
+                self._write_locked(self._conn(), lambda conn: None)
+            except StorageError as exc:
+                logger.warning("could not flush cache recency/counters: %s", exc)
+            finally:
+                self._write_lock.release()
+
+    def _take_pending(self) -> _Pending:
+        with self._state_lock:
+            batch = (self._pending, self._hits, self._misses)
+            self._pending = {}
+            self._hits = self._misses = self._ops = 0
+            self._last_flush = time.monotonic()
+        return batch
+
+    def _restore_pending(self, batch: _Pending) -> None:
+        touches, hits, misses = batch
+        with self._state_lock:
+            for key, stamp in touches.items():
+                if stamp > self._pending.get(key, 0.0):
+                    self._pending[key] = stamp
+            self._hits += hits
+            self._misses += misses
+
+    @staticmethod
+    def _apply_pending(conn: sqlite3.Connection, batch: _Pending) -> None:
+        touches, hits, misses = batch
+        if touches:
+            conn.executemany(_TOUCH, [(stamp, key) for key, stamp in touches.items()])
+        if hits:
+            conn.execute("UPDATE stats SET value = value + ? WHERE name = 'hits'", (hits,))
+        if misses:
+            conn.execute("UPDATE stats SET value = value + ? WHERE name = 'misses'", (misses,))
+
+    # -- transactions --------------------------------------------------------------------------
+
+    def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn = self._conn()
+        with self._write_lock:
+            return self._write_locked(conn, fn)
+
+    def _write_locked(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """One ``BEGIN IMMEDIATE`` transaction: the pending flush, then ``fn``; retried on busy."""
+        batch = self._take_pending()
+
+        def attempt() -> _T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._apply_pending(conn, batch)
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        try:
+            return _retry(attempt)
+        except BaseException:
+            self._restore_pending(batch)
+            raise
+
+    # -- CacheStorage ----------------------------------------------------------------------------
+
+    def get_bytes(self, key: str) -> bytes | None:
+        conn = self._conn()
+        row = _retry(lambda: conn.execute(_GET, (key,)).fetchone())
+        if row is not None:
+            value, expires = row
+            if expires is None or expires > time.time():
+                self._note(key, 1, 0)
+                return value if type(value) is bytes else str(value).encode()
+            self._write(lambda c: c.execute(_PURGE_EXPIRED + " AND key = ?", (time.time(), key)))
+        self._note(None, 0, 1)
+        return None
+
+    def set_bytes(
+        self,
+        key: str,
+        data: bytes,
+        metadata: EntryMetadata | dict[str, Any] | None = None,
+        ttl: float | None = None,
+    ) -> None:
+        ttl = self.ttl if ttl is None else ttl
+        provider = _metadata_text(metadata, "provider")
+        model = _metadata_text(metadata, "model")
+        data = bytes(data)
+
+        def store(conn: sqlite3.Connection) -> None:
+            with self._state_lock:
+                now = self._stamp_locked()
+            expires = None if ttl is None else now + ttl
+            conn.execute(_UPSERT, (key, data, now, expires, len(data), provider, model))
+            excess = conn.execute(_COUNT).fetchone()[0] - self.max_size
+            if excess > 0:  # expired entries go first, then the least recently used
+                excess -= conn.execute(_PURGE_EXPIRED, (now,)).rowcount
+            if excess > 0:
+                conn.execute(_EVICT, (excess,))
+
+        self._write(store)
+
+    def delete(self, key: str) -> bool:
+        return self._write(
+            lambda c: c.execute("DELETE FROM entries WHERE key = ?", (key,)).rowcount > 0
+        )
+
+    def update_access_time(self, key: str) -> None:
+        self._note(key, 0, 0)
+
+    def get_lru_key(self) -> str | None:
+        # Inside a write transaction: this process's pending recency is flushed first.
+        row = self._write(lambda c: c.execute(_LRU).fetchone())
+        return None if row is None else str(row[0])
+
+    def get_size(self) -> int:
+        conn = self._conn()
+        return int(_retry(lambda: conn.execute(_COUNT).fetchone()[0]))
+
+    def clear(self) -> None:
+        def wipe(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM entries")
+            conn.execute("UPDATE stats SET value = 0")
+
+        self._write(wipe)
+
+    def get_counters(self) -> tuple[int, int]:
+        conn = self._conn()
+        sql = "SELECT name, value FROM stats WHERE name IN ('hits', 'misses')"
+        rows = _retry(lambda: conn.execute(sql).fetchall())
+        stored = dict(rows)
+        with self._state_lock:
+            return stored["hits"] + self._hits, stored["misses"] + self._misses
+
+    def flush(self) -> None:
+        """Write pending recency and counters now (also done on ``close()``)."""
+        self._write(lambda conn: None)
+
+    def close(self) -> None:
+        """Flush pending work and close every connection; the storage reopens on next use."""
+        try:
+            with self._state_lock:
+                pending = bool(self._pending or self._hits or self._misses)
+            if pending:
+                self.flush()
+        finally:
+            with self._state_lock:
+                conns = self._conns
+                self._reset_connections()
+            for conn in conns:
+                conn.close()

@@ -1,0 +1,367 @@
+"""SQLiteStorage: the shared contract, plus what only a file shared by processes must do."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import random
+import sqlite3
+import threading
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_cache.cache.codec import decode_value
+from llm_cache.cache.memory_storage import MemoryStorage
+from llm_cache.cache.sqlite_storage import SQLiteStorage
+from llm_cache.cache.storage import StorageError
+
+from .backend_contract import BackendContract, MakeStorage
+
+
+class TestSQLiteStorage(BackendContract):
+    @pytest.fixture
+    def make_storage(self, tmp_path: Path) -> Iterator[MakeStorage]:
+        made: list[SQLiteStorage] = []
+
+        def make(max_size: int = 1000, ttl: float | None = None) -> SQLiteStorage:
+            made.append(SQLiteStorage(tmp_path / f"cache{len(made)}.db", max_size, ttl))
+            return made[-1]
+
+        yield make
+        for storage in made:
+            storage.close()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "sub" / "dir" / "cache.db"
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """Changes whenever another connection commits to the file."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+# -- construction and file format ---------------------------------------------------------------
+
+
+def test_construction_creates_directory_schema_and_wal(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path)
+    assert db_path.exists()
+    conn = raw(db_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"entries", "stats"} <= tables
+    storage.close()
+
+
+def test_invalid_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        SQLiteStorage(tmp_path / "a.db", max_size=0)
+    with pytest.raises(ValueError):
+        SQLiteStorage(tmp_path / "a.db", ttl=0)
+    with pytest.raises(ValueError):
+        SQLiteStorage(":memory:")
+
+
+def test_newer_schema_is_refused(db_path: Path) -> None:
+    SQLiteStorage(db_path).close()
+    raw(db_path).execute("PRAGMA user_version = 99")
+    with pytest.raises(StorageError, match="newer"):
+        SQLiteStorage(db_path)
+
+
+def test_metadata_columns(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path)
+    storage.set("k", {"v": 1}, metadata={"provider": "openai", "model": "gpt-4o"}, ttl=60)
+    storage.set("plain", {"v": 2})
+    storage.close()
+    rows = raw(db_path).execute(
+        "SELECT key, created, last_used, expires, size, provider, model FROM entries ORDER BY key"
+    )
+    (k, created, last_used, expires, size, provider, model), plain = rows.fetchall()
+    assert k == "k" and (provider, model) == ("openai", "gpt-4o")
+    assert expires == pytest.approx(created + 60)
+    assert last_used >= created
+    assert size == len(b'j{"v":1}')
+    assert plain[3] is None and plain[5] is None and plain[6] is None
+
+
+def test_expired_entry_is_deleted_from_the_file(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path)
+    storage.set("k", {"v": 1}, ttl=0.05)
+    raw(db_path).execute("UPDATE entries SET expires = expires - 10")
+    assert storage.get("k") is None
+    assert raw(db_path).execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 0
+    storage.close()
+
+
+def test_expired_entries_are_evicted_before_live_ones(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path, max_size=3)
+    storage.set("live0", {"v": 0})
+    storage.set("dying", {"v": 1}, ttl=60)
+    storage.set("live1", {"v": 2})
+    raw(db_path).execute("UPDATE entries SET expires = 0 WHERE key = 'dying'")
+    storage.set("live2", {"v": 3})
+    assert storage.get_size() == 3
+    assert all(storage.get(k) for k in ("live0", "live1", "live2"))
+    storage.close()
+
+
+# -- persistence --------------------------------------------------------------------------------
+
+
+def test_entries_and_counters_survive_reopen(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path, max_size=10)
+    for i in range(3):
+        storage.set(f"k{i}", {"v": i})
+    storage.get("k0")
+    storage.get("k1")
+    storage.get("nope")
+    storage.close()
+
+    again = SQLiteStorage(db_path, max_size=10)
+    assert again.get_size() == 3
+    assert again.get_counters() == (2, 1)
+    assert again.get("k2") == {"v": 2}
+    assert again.get_stats()["hit_rate"] == 75.0
+    again.close()
+
+
+def test_counters_are_flushed_in_batches(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path, flush_every=3, flush_interval=3600)
+    storage.set("k", {"v": 1})
+    other = SQLiteStorage(db_path)
+    storage.get("k")
+    storage.get("k")
+    assert other.get_counters() == (0, 0)  # still pending in the first process
+    assert storage.get_counters() == (2, 0)  # but counted where they happened
+    storage.get("missing")  # the third operation flushes
+    assert other.get_counters() == (2, 1)
+    storage.close()
+    other.close()
+
+
+def test_counters_flush_after_interval(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path, flush_every=10**6, flush_interval=0.0)
+    other = SQLiteStorage(db_path)
+    storage.get("missing")
+    assert other.get_counters() == (0, 1)
+    storage.close()
+    other.close()
+
+
+def test_size_counter_matches_rows(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path, max_size=50)
+    rng = random.Random(7)
+    for _ in range(400):
+        key = f"k{rng.randrange(80)}"
+        op = rng.random()
+        if op < 0.6:
+            storage.set(key, {"key": key})
+        elif op < 0.8:
+            storage.delete(key)
+        else:
+            storage.get(key)
+    count = raw(db_path).execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    assert storage.get_size() == count <= 50
+    storage.clear()
+    assert (
+        storage.get_size()
+        == 0
+        == raw(db_path).execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    )
+    storage.close()
+
+
+# -- deferred recency -----------------------------------------------------------------------------
+
+
+def test_hits_do_not_write(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path, flush_every=10**6, flush_interval=3600)
+    for i in range(3):
+        storage.set(f"k{i}", {"v": i})
+    watcher = raw(db_path)
+    before = data_version(watcher)
+    for _ in range(50):
+        assert storage.get("k0") is not None
+    assert data_version(watcher) == before  # no transaction committed by 50 hits
+    assert storage.get_lru_key() == "k1"  # the LRU decision flushed first
+    assert data_version(watcher) != before
+    storage.close()
+
+
+def test_deferred_recency_keeps_lru_exact(db_path: Path) -> None:
+    """Same random workload on SQLite (flushing every 7 ops) and MemoryStorage: same survivors."""
+    storage = SQLiteStorage(db_path, max_size=20, flush_every=7, flush_interval=3600)
+    model = MemoryStorage(max_size=20)
+    rng = random.Random(42)
+    for step in range(600):
+        key = f"k{rng.randrange(40)}"
+        op = rng.random()
+        if op < 0.45:
+            assert (storage.get(key) is None) == (model.get(key) is None), step
+        elif op < 0.55:
+            storage.update_access_time(key)
+            model.update_access_time(key)
+        else:
+            storage.set(key, {"key": key})
+            model.set(key, {"key": key})
+        if step % 50 == 0:
+            assert storage.get_lru_key() == model.get_lru_key(), step
+    assert storage.get_counters() == model.get_counters()
+    survivors = {f"k{i}" for i in range(40) if model.get_bytes(f"k{i}") is not None}
+    assert {f"k{i}" for i in range(40) if storage.get_bytes(f"k{i}") is not None} == survivors
+    storage.close()
+
+
+def test_close_flushes_recency(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path, max_size=3, flush_every=10**6, flush_interval=3600)
+    for i in range(3):
+        storage.set(f"k{i}", {"v": i})
+    storage.get("k0")
+    storage.close()
+    again = SQLiteStorage(db_path, max_size=3)
+    assert again.get_lru_key() == "k1"
+    again.close()
+
+
+# -- corruption -----------------------------------------------------------------------------------
+
+
+def test_corrupt_row_written_behind_our_back(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = SQLiteStorage(db_path)
+    storage.set("k", {"v": 1})
+    storage.set("text", {"v": 2})
+    conn = raw(db_path)
+    conn.execute("UPDATE entries SET value = x'7a0001ff' WHERE key = 'k'")
+    conn.execute("UPDATE entries SET value = 'not a blob' WHERE key = 'text'")
+    with caplog.at_level(logging.WARNING, logger="llm_cache"):
+        assert storage.get("k") is None
+        assert storage.get("text") is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("corrupt" in m and "k" in m for m in messages)
+    assert any("text" in m for m in messages)
+    assert conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 0
+    storage.close()
+
+
+# -- concurrency ---------------------------------------------------------------------------------
+
+
+def test_many_threads_with_eviction_and_reads(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path, max_size=30, flush_every=16)
+    errors: list[str] = []
+    start = threading.Barrier(8)
+
+    def work(t: int) -> None:
+        rng = random.Random(t)
+        try:
+            start.wait()
+            for _ in range(200):
+                key = f"k{rng.randrange(50)}"
+                op = rng.random()
+                if op < 0.5:
+                    value = storage.get(key)
+                    if value is not None and value["key"] != key:
+                        errors.append(f"{key} -> {value['key']}")
+                elif op < 0.9:
+                    storage.set(key, {"key": key, "pad": key * 40})
+                elif op < 0.95:
+                    storage.delete(key)
+                else:
+                    storage.get_lru_key()
+        except Exception:
+            errors.append(traceback.format_exc())
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    storage.flush()
+    conn = raw(db_path)
+    assert storage.get_size() == conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0] <= 30
+    for key, blob in conn.execute("SELECT key, value FROM entries"):
+        assert decode_value(blob)["key"] == key
+    storage.close()
+
+
+def _process_worker(
+    path: str, worker: int, ops: int, start: Any, results: Any
+) -> None:  # pragma: no cover - runs in a child process
+    try:
+        storage = SQLiteStorage(path, max_size=100_000, flush_every=50)
+        rng = random.Random(worker)
+        written: set[str] = set()
+        bad: list[str] = []
+        gets = 0
+        start.wait()
+        for i in range(ops):
+            key = f"key-{rng.randrange(300)}"
+            if rng.random() < 0.5:
+                gets += 1
+                value = storage.get(key)
+                if value is not None and (value["key"] != key or value["pad"] != key * 20):
+                    bad.append(key)
+            else:
+                storage.set(key, {"key": key, "worker": worker, "i": i, "pad": key * 20})
+                written.add(key)
+        storage.close()
+        results.put((worker, sorted(written), bad, gets, None))
+    except BaseException:
+        start.abort()  # let the other workers fail fast instead of waiting at the barrier
+        results.put((worker, [], [], 0, traceback.format_exc()))
+
+
+def test_four_processes_share_one_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(4, timeout=30)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_process_worker, args=(path, w, 500, start, results), daemon=True)
+        for w in range(4)
+    ]
+    try:
+        for proc in procs:
+            proc.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=30)
+            assert proc.exitcode == 0
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+    written: set[str] = set()
+    gets = 0
+    for worker, keys, bad, n_gets, error in outcomes:
+        assert error is None, f"worker {worker}:\n{error}"
+        assert bad == [], f"worker {worker} read mismatched values for {bad}"
+        written.update(keys)
+        gets += n_gets
+
+    storage = SQLiteStorage(path, max_size=100_000)
+    conn = raw(Path(path))
+    rows = dict(conn.execute("SELECT key, value FROM entries").fetchall())
+    assert set(rows) == written  # no entry lost
+    for key, blob in rows.items():
+        value = decode_value(blob)
+        assert value["key"] == key and value["pad"] == key * 20
+    assert storage.get_size() == len(rows)
+    hits, misses = storage.get_counters()
+    assert hits + misses == gets  # every process flushed its counters on close
+    assert hits > 0
+    storage.close()
