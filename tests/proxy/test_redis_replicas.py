@@ -233,12 +233,6 @@ def test_streaming_followers_across_processes(replicas: list[Replica], upstream:
     assert len(set(answers)) == 1 and answers[0][1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server.py: a request whose local flight is answered from a value another process "
-    "stored (ProxyApp._pump -> _publish_value) is relayed as stored, even when the client asked "
-    "for the other kind; _answer_miss converts only for non-leader subscribers",
-)
 def test_plain_followers_of_a_streaming_leader_in_another_process(
     replicas: list[Replica], upstream: Upstream
 ) -> None:
