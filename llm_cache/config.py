@@ -113,6 +113,7 @@ class Config:
     redis_db: int = 0
     redis_password: str | None = field(default=None, repr=False)
     redis_cluster: bool = False
+    redis_namespace: str = "llm_cache"
     max_size: int = 1000
     ttl: float | None = None
     proxy_host: str = "127.0.0.1"
@@ -125,6 +126,7 @@ class Config:
     log_level: str = "info"
     memory_tier_size: int = 0
     memory_tier_ttl: float = 5.0
+    flight_lock_ttl: float = 60.0
 
     def __init__(
         self,
@@ -189,6 +191,16 @@ class Config:
             self.mode = v.lower()
         if v := get("LOG_LEVEL"):
             self.log_level = v.lower()
+        if v := get("REDIS_NAMESPACE"):
+            if not all(c.isalnum() or c in "-_.:" for c in v):
+                raise ValueError(
+                    f"{p}REDIS_NAMESPACE may hold letters, digits and - _ . : only, got {v!r}"
+                )
+            self.redis_namespace = v
+        if v := get("FLIGHT_LOCK_TTL"):
+            lock_ttl = _parse_ttl(p + "FLIGHT_LOCK_TTL", v)
+            if lock_ttl is not None:
+                self.flight_lock_ttl = lock_ttl
         if (v := get("MEMORY_TIER_SIZE")) is not None:
             self.memory_tier_size = _parse_int(p + "MEMORY_TIER_SIZE", v, 0)
         if v := get("MEMORY_TIER_TTL"):

@@ -297,6 +297,7 @@ class RedisStorage(CacheStorage):
             ttl=config.ttl,
             url=config.redis_url or None,
             cluster=config.redis_cluster,
+            namespace=config.redis_namespace,
         )
 
     def __repr__(self) -> str:

@@ -53,6 +53,8 @@ logger = logging.getLogger("llm_cache.proxy")
 #: No read timeout: a long generation may take minutes between bytes of a reasoning model.
 UPSTREAM_TIMEOUT = httpx2.Timeout(connect=10.0, read=None, write=60.0, pool=60.0)
 UPSTREAM_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=200)
+#: How often a request re-tries to claim a cross-process call before making its own.
+_CLAIM_ATTEMPTS = 3
 
 
 class ProxyApp:
@@ -61,7 +63,12 @@ class ProxyApp:
     def __init__(self, config: Config, storage: CacheStorage | None = None) -> None:
         self.config = config
         self.storage = storage if storage is not None else config.get_storage()
-        self.engine = CacheEngine(self.storage, mode=config.mode, ttl=config.ttl)
+        self.engine = CacheEngine(
+            self.storage,
+            mode=config.mode,
+            ttl=config.ttl,
+            flight_lock_ttl=config.flight_lock_ttl,
+        )
         self.router = Router(config)
         self.flights = FlightTable()
         self._clients: dict[str, httpx2.AsyncClient] = {}
@@ -247,8 +254,14 @@ class ProxyApp:
         """Make the upstream call (once across processes when the backend can lock), publish
         what arrives, store a complete success."""
         engine = self.engine
-        claim: str | bool = await engine.lock_flight(call.key) if call.store else True
-        if claim is False:  # another process is making this very call: wait for its answer
+        claim: str | bool = True
+        for _ in range(_CLAIM_ATTEMPTS if call.store else 0):
+            claim = await engine.lock_flight(call.key)
+            if claim is not False:
+                break
+            # Another process is making this very call: wait for its answer. If it ended
+            # without one (an error, or the holder died and its lock expired), claim again,
+            # so that many waiting replicas still make one call.
             await engine.wait_flight(call.key)
             value = await engine.lookup(call.key)
             if value is not None and is_valid_value(value):

@@ -32,17 +32,6 @@ from tests.support.redis_servers import RedisServer, free_port, spawn_redis_serv
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "gpt-4o-mini"
 
-#: A replica with a short flight-lock lifetime (no setting for it yet), for the dying-holder test.
-SHORT_LOCK_REPLICA = """
-import sys, uvicorn
-from llm_cache.config import Config
-from llm_cache.proxy.server import create_app
-app = create_app(Config())
-app.engine.flight_lock_ttl = float(sys.argv[2])
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-            interface="asgi3", lifespan="on")
-"""
-
 
 class Replica:
     """One proxy process on a port of its own."""
@@ -94,12 +83,9 @@ def replica_env(redis_url: str, upstream_url: str) -> dict[str, str]:
     return env
 
 
-def start_replica(env: dict[str, str], cwd: Path, *extra: str, code: str | None = None) -> Replica:
+def start_replica(env: dict[str, str], cwd: Path) -> Replica:
     port = free_port()
-    if code is None:
-        args = [sys.executable, "-m", "llm_cache.proxy.server", "--port", str(port)]
-    else:
-        args = [sys.executable, "-c", code, str(port), *extra]
+    args = [sys.executable, "-m", "llm_cache.proxy.server", "--port", str(port)]
     return Replica(port, subprocess.Popen(args, env=env, cwd=cwd))
 
 
@@ -287,8 +273,8 @@ def test_a_replica_killed_mid_call_frees_the_key_at_lock_expiry(
 ) -> None:
     """A replica (flight lock lifetime 1.5 s) is SIGKILLed while its upstream call is running;
     another replica asking for the same key answers within the lock's lifetime."""
-    env = replica_env(redis_server.url, upstream.url)
-    doomed = start_replica(env, tmp_path, "1.5", code=SHORT_LOCK_REPLICA)
+    env = {**replica_env(redis_server.url, upstream.url), "LLM_CACHE_FLIGHT_LOCK_TTL": "1.5"}
+    doomed = start_replica(env, tmp_path)
     raw = redis.Redis.from_url(redis_server.url)
     msgs = messages("killed")
     try:
@@ -318,3 +304,49 @@ def test_a_replica_killed_mid_call_frees_the_key_at_lock_expiry(
     assert answer[1]
     assert waited < 1.5 + 1.0, waited  # the lock's lifetime, plus a margin for a slow machine
     assert upstream.fake.count("/chat/completions") == 2  # the dead one's, and the survivor's
+
+
+def test_waiters_on_a_dead_holder_still_make_one_call(
+    start_proxy: ProxyFactory, make_redis_storage: Any, upstream: Upstream
+) -> None:
+    """A lock left by a dead replica (taken directly, 1 s lifetime): requests waiting on two
+    other replicas claim the call again when it expires, so only one of them calls upstream."""
+    msgs = messages("dead-holder-waiters")
+    body = {"model": MODEL, "messages": msgs}
+    with (
+        start_proxy(storage=make_redis_storage()) as a,
+        start_proxy(storage=make_redis_storage()) as b,
+    ):
+        probe = httpx2.post(
+            f"{a.openai_base}/chat/completions",
+            json=body,
+            headers={"authorization": "Bearer sk", "cache-control": "no-store"},
+        )
+        key = probe.headers["x-cache-key"]
+        upstream.fake.reset()
+        holder = make_redis_storage()
+        assert holder.try_lock(key, 1.0)
+
+        async def run() -> list[Any]:
+            clients = [
+                openai.AsyncOpenAI(base_url=p.openai_base, api_key="sk", max_retries=0)
+                for p in (a, b)
+            ]
+            try:
+                return await asyncio.gather(
+                    *[
+                        clients[i % 2].chat.completions.create(
+                            model=MODEL,
+                            messages=msgs,
+                            extra_headers={"x-fake-latency-ms": "300"},
+                        )
+                        for i in range(6)
+                    ]
+                )
+            finally:
+                for c in clients:
+                    await c.close()
+
+        answers = asyncio.run(run())
+    assert len({x.choices[0].message.content for x in answers}) == 1
+    assert upstream.fake.count("/chat/completions") == 1
