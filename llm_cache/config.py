@@ -238,6 +238,10 @@ class Config:
                 f"got {self.memory_tier_ttl!r}"
             )
 
+    def __repr__(self) -> str:
+        """Like the dataclass repr, but from ``to_dict()``: no secret ever reaches a log line."""
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
     def to_dict(self) -> dict[str, Any]:
         """All settings, with secrets (and a password inside the Redis URL) shown as ``***``."""
         out: dict[str, Any] = {}

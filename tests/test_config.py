@@ -87,6 +87,11 @@ def test_defaults_match_the_spec() -> None:
         ("MODE", "READONLY", "mode", "readonly"),
         ("MODE", "record", "mode", "record"),
         ("MODE", "off", "mode", "off"),
+        ("REDIS_NAMESPACE", "team-a:cache", "redis_namespace", "team-a:cache"),
+        ("FLIGHT_LOCK_TTL", "7.5", "flight_lock_ttl", 7.5),
+        ("MEMORY_TIER_SIZE", "256", "memory_tier_size", 256),
+        ("MEMORY_TIER_TTL", "2", "memory_tier_ttl", 2.0),
+        ("LOG_LEVEL", "DEBUG", "log_level", "debug"),
     ],
 )
 def test_each_variable_is_parsed(variable: str, raw: str, attribute: str, expected: Any) -> None:
@@ -120,6 +125,11 @@ def test_each_variable_is_parsed(variable: str, raw: str, attribute: str, expect
         ("UPSTREAMS", "groq=notaurl"),
         ("UPSTREAMS", "cache=http://x"),
         ("MODE", "sometimes"),
+        ("REDIS_NAMESPACE", "a b"),
+        ("REDIS_NAMESPACE", "{x}"),
+        ("FLIGHT_LOCK_TTL", "0"),
+        ("MEMORY_TIER_SIZE", "-1"),
+        ("LOG_LEVEL", "loud"),
     ],
 )
 def test_invalid_values_raise_value_error_naming_the_variable(variable: str, raw: str) -> None:
@@ -209,3 +219,16 @@ def test_get_storage_sqlite(tmp_path: Path) -> None:
         assert path.exists()
     finally:
         storage.close()
+
+
+def test_repr_masks_secrets_too() -> None:
+    c = config(
+        {
+            "LLM_CACHE_REDIS_URL": "redis://:hunter2@cache:6379/0",
+            "LLM_CACHE_REDIS_PASSWORD": "pw-xyz",
+            "LLM_CACHE_ADMIN_TOKEN": "tok-abc",
+        }
+    )
+    text = repr(c)
+    assert "hunter2" not in text and "pw-xyz" not in text and "tok-abc" not in text
+    assert "redis://:***@cache:6379/0" in text

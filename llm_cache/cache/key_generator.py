@@ -28,6 +28,8 @@ CREDENTIAL_FIELDS: frozenset[str] = frozenset({"api_key", "api-key", "authorizat
 CONTROL_PREFIX = "_cache_"
 
 _ORJSON_OPTS = orjson.OPT_SORT_KEYS
+_TAGGED_MARK = b"T"
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson encodes natively
 
 
 def normalize_request_params(request: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,13 +49,15 @@ def normalize_request_params(request: Mapping[str, Any]) -> dict[str, Any]:
 def canonical_json(value: Any) -> bytes:
     """Serialize ``value`` deterministically: sorted keys at every depth, no whitespace.
 
-    JSON-native data takes orjson's fast path. Anything orjson would encode ambiguously
-    (NaN/inf become ``null``, non-string keys) or cannot encode goes through ``_tagged``,
-    which spells out types so that different values never share a form.
+    JSON-native data (strings, 64-bit ints, finite floats, bools, ``None``, lists, dicts with
+    string keys) takes orjson's fast path and is exactly its JSON text. Anything else goes
+    through ``_tagged``, which spells out every type, and is marked with a leading ``T`` that no
+    JSON text starts with: so a tagged form never equals a plain one, and inside a tagged form
+    every dict is wrapped, so no real dict can pass for a tag.
     """
     if _is_plain(value):
         return orjson.dumps(value, option=_ORJSON_OPTS)
-    return orjson.dumps(_tagged(value), option=_ORJSON_OPTS)
+    return _TAGGED_MARK + orjson.dumps(_tagged(value), option=_ORJSON_OPTS)
 
 
 def hash_payload(payload: bytes) -> str:
@@ -99,8 +103,10 @@ def generate_cache_key(
 def _is_plain(value: Any) -> bool:
     """True when orjson's output for ``value`` is unambiguous (JSON-native, finite floats)."""
     t = type(value)
-    if t is str or t is int or t is bool or value is None:
+    if t is str or t is bool or value is None:
         return True
+    if t is int:
+        return _INT_MIN <= value <= _INT_MAX
     if t is float:
         return math.isfinite(value)
     if t is dict:
@@ -111,25 +117,28 @@ def _is_plain(value: Any) -> bool:
 
 
 def _tagged(value: Any) -> Any:
-    """A JSON-native stand-in for ``value`` in which distinct values stay distinct."""
+    """A JSON-native stand-in for ``value`` in which distinct values stay distinct.
+
+    Scalars JSON spells unambiguously stay as they are; every container and every other type
+    becomes a one-key dict naming its type, so ``(1, 2)``, ``[1, 2]`` and
+    ``{"__tuple__": [1, 2]}`` all differ.
+    """
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
-        return value
+        return value if _INT_MIN <= value <= _INT_MAX else {"__int__": str(value)}
     if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return {"__float__": repr(value)}
+        return value if math.isfinite(value) else {"__float__": repr(value)}
     if isinstance(value, Mapping):
         if all(type(k) is str for k in value):
-            return {k: _tagged(v) for k, v in value.items()}
+            return {"__dict__": {k: _tagged(v) for k, v in value.items()}}
         items = sorted(
             ([canonical_json(k).decode(), _tagged(v)] for k, v in value.items()),
             key=lambda kv: kv[0],
         )
         return {"__map__": items}
     if isinstance(value, list):
-        return [_tagged(v) for v in value]
+        return {"__list__": [_tagged(v) for v in value]}
     if isinstance(value, tuple):
         return {"__tuple__": [_tagged(v) for v in value]}
     if isinstance(value, (set, frozenset)):

@@ -130,11 +130,6 @@ def test_json_types_are_not_confused() -> None:
     assert key_for([1, 2]) != key_for([2, 1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="key_generator._tagged writes inf/tuples/bytes as plain dicts ({'__float__': 'inf'}, "
-    "{'__tuple__': [...]}, {'__bytes__': hex}) that a real dict of the same shape also produces",
-)
 @pytest.mark.parametrize(
     ("special", "lookalike"),
     [
@@ -147,14 +142,25 @@ def test_tagged_forms_do_not_collide_with_real_dicts(special: Any, lookalike: An
     assert key_for({"a": special}) != key_for({"a": lookalike})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="key_generator._is_plain treats every int as plain, but orjson rejects ints beyond 64 "
-    "bits; such values should go through the tagged path",
-)
 def test_integers_beyond_64_bits_get_a_key() -> None:
     assert key_for({"a": 2**70}) != key_for({"a": 2**71})
+    assert key_for(2**70) != key_for(str(2**70))
+
+
+@pytest.mark.parametrize(
+    ("special", "lookalike"),
+    [
+        ((1, 2), [1, 2]),
+        ((1, 2), {"__tuple__": [1, 2]}),
+        ({"x": (1,)}, {"__dict__": {"x": {"__tuple__": [1]}}}),
+        ({"x": (1,)}, {"x": {"__tuple__": [1]}}),
+        ([b"a", {"k": 1}], [{"__bytes__": "61"}, {"__dict__": {"k": 1}}]),
+        ({1: "a"}, {"1": "a"}),
+    ],
+)
+def test_values_that_need_tags_never_collide_at_any_depth(special: Any, lookalike: Any) -> None:
+    assert key_for(special) != key_for(lookalike)
+    assert key_for({"v": special}) != key_for({"v": lookalike})
 
 
 # -- properties -----------------------------------------------------------------------------------
