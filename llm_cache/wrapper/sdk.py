@@ -598,18 +598,9 @@ class LLMCacheWrapper:
                 return func(*args, **kwargs)
             key, arguments = prepared
             if engine.reads and not bypass:
-                stored = engine.lookup_sync(key)
-                if stored is not None:
-                    try:
-                        result = _restore(stored)
-                    except Exception as exc:
-                        logger.warning("unusable cache entry %s for %s: %s", key, fn.name, exc)
-                    else:
-                        self.hits += 1
-                        return result
-                self.misses += 1
-                if engine.offline:
-                    raise OfflineCacheMiss(f"no cached answer for {fn.name} (key {key})")
+                found, result = self._answer(fn, key, engine.lookup_sync(key))
+                if found:
+                    return result
             result = func(*args, **kwargs)
             if not engine.writes:
                 return result
@@ -633,6 +624,24 @@ class LLMCacheWrapper:
 
         return wrapper
 
+    def _answer(self, fn: _Function, key: str, stored: dict[str, Any] | None) -> tuple[bool, Any]:
+        """``(True, value)`` for a usable stored entry; else count the miss and ``(False, None)``.
+
+        Raises ``OfflineCacheMiss`` on a miss in offline mode (the call must not run).
+        """
+        if stored is not None:
+            try:
+                result = _restore(stored)
+            except Exception as exc:
+                logger.warning("unusable cache entry %s for %s: %s", key, fn.name, exc)
+            else:
+                self.hits += 1
+                return True, result
+        self.misses += 1
+        if self.engine.offline:
+            raise OfflineCacheMiss(f"no cached answer for {fn.name} (key {key})")
+        return False, None
+
     def _wrap_async(self, fn: _Function) -> Callable[..., Any]:
         func = fn.func
 
@@ -648,18 +657,9 @@ class LLMCacheWrapper:
                 return await func(*args, **kwargs)
             key, arguments = prepared
             if engine.reads and not bypass:
-                stored = await engine.lookup(key)
-                if stored is not None:
-                    try:
-                        result = _restore(stored)
-                    except Exception as exc:
-                        logger.warning("unusable cache entry %s for %s: %s", key, fn.name, exc)
-                    else:
-                        self.hits += 1
-                        return result
-                self.misses += 1
-                if engine.offline:
-                    raise OfflineCacheMiss(f"no cached answer for {fn.name} (key {key})")
+                found, result = self._answer(fn, key, await engine.lookup(key))
+                if found:
+                    return result
             result = await func(*args, **kwargs)
             if not engine.writes:
                 return result
