@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 from typing import Any
 
 import httpx2
@@ -282,3 +284,25 @@ def test_openai_beta_header_enters_the_key(proxy: Proxy, upstream: Upstream) -> 
     beta = chat_raw(client, extra_headers={"OpenAI-Beta": "assistants=v2"})
     assert beta.headers["x-cache-hit"] == "false"
     assert beta.headers["x-cache-key"] != plain.headers["x-cache-key"]
+
+
+def test_a_streamed_miss_is_relayed_event_by_event(proxy: Proxy, upstream: Upstream) -> None:
+    """With 150 ms between upstream events, the first chunk reaches the client long before the
+    upstream has finished: the proxy does not buffer the stream."""
+    client = client_for(proxy)
+    started = time.monotonic()
+    arrivals = []
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "stream slowly"}],
+        stream=True,
+        extra_headers={"x-fake-chunk-delay-ms": "150"},
+    )
+    for _chunk in stream:
+        arrivals.append(time.monotonic() - started)
+    assert len(arrivals) >= 4
+    total = arrivals[-1]
+    assert total >= 0.15 * (len(arrivals) - 1) * 0.9
+    assert arrivals[0] < total - 0.3  # the first chunk came while the rest was still on its way
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert max(gaps) < 0.5  # and the chunks kept arriving at the upstream's pace
