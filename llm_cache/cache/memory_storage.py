@@ -75,5 +75,10 @@ class MemoryStorage(CacheStorage):
             self._data.clear()
             self._hits = self._misses = 0
 
+    def recount_as_miss(self) -> None:
+        with self._lock:
+            self._hits -= 1
+            self._misses += 1
+
     def get_counters(self) -> tuple[int, int]:
         return self._hits, self._misses

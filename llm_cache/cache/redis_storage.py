@@ -482,6 +482,13 @@ class RedisStorage(CacheStorage):
     def get_size(self) -> int:
         return self._raw_stats()[0]
 
+    def recount_as_miss(self) -> None:
+        with self._errors():
+            pipe = self._client().pipeline(transaction=False)
+            pipe.hincrby(self._stats, "hits", -1)
+            pipe.hincrby(self._stats, "misses", 1)
+            pipe.execute()
+
     def get_counters(self) -> tuple[int, int]:
         with self._errors():
             hits, misses = self._client().hmget(self._stats, "hits", "misses")

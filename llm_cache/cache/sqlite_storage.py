@@ -227,6 +227,9 @@ class SQLiteStorage(CacheStorage):
         self._last_stamp = now
         return now
 
+    def recount_as_miss(self) -> None:
+        self._note(None, -1, 1)
+
     def _note(self, key: str | None, hit: int, miss: int) -> None:
         """Record a use of ``key`` and/or a hit or miss; flush when enough has piled up."""
         with self._state_lock:

@@ -88,6 +88,12 @@ class CacheStorage(ABC):
     def get_counters(self) -> tuple[int, int]:
         """``(hits, misses)`` since the last clear."""
 
+    def recount_as_miss(self) -> None:  # noqa: B027 - optional hook
+        """Turn the hit just counted into a miss (its value turned out to be unreadable).
+
+        Called only on that rare path; backends that count hits override it.
+        """
+
     def evict_lru(self) -> bool:
         """Remove the least recently used entry; ``True`` when one was removed."""
         key = self.get_lru_key()
@@ -117,6 +123,13 @@ class CacheStorage(ABC):
             self._drop_corrupt(key)
             return None
 
+    def _drop_corrupt(self, key: str) -> None:
+        try:
+            self.recount_as_miss()
+            self.delete(key)
+        except Exception:  # pragma: no cover - best effort
+            logger.exception("could not drop corrupt entry %s", key)
+
     def set(
         self,
         key: str,
@@ -136,12 +149,6 @@ class CacheStorage(ABC):
             "misses": misses,
             "hit_rate": hit_rate_percent(hits, misses),
         }
-
-    def _drop_corrupt(self, key: str) -> None:
-        try:
-            self.delete(key)
-        except Exception:  # pragma: no cover - best effort
-            logger.exception("could not delete corrupt entry %s", key)
 
     # -- async counterparts (override for network backends) -----------------------------------
 
@@ -183,7 +190,11 @@ class CacheStorage(ABC):
             return decode_value(blob)
         except CorruptValueError as exc:
             logger.warning("dropping corrupt cache entry %s: %s", key, exc)
-            await self.adelete(key)
+            try:
+                self.recount_as_miss()  # rare path: a short blocking call is acceptable here
+                await self.adelete(key)
+            except Exception:  # pragma: no cover - best effort
+                logger.exception("could not drop corrupt entry %s", key)
             return None
 
     async def aset(

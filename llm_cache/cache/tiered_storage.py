@@ -188,6 +188,11 @@ class TieredStorage(CacheStorage):
         self.backend.clear()
         self._invalidate()  # counters too, and anything a concurrent read put back
 
+    def recount_as_miss(self) -> None:
+        # A corrupt value always came through the backend (which counted the hit): memory only
+        # holds what a backend read returned, and dropping the entry empties it here too.
+        self.backend.recount_as_miss()
+
     def get_counters(self) -> tuple[int, int]:
         hits, misses = self.backend.get_counters()
         return hits + self.memory_hits, misses

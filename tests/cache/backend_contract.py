@@ -241,6 +241,20 @@ class BackendContract:
         storage.set_bytes("list", b"j[1,2,3]")
         assert storage.get("list") is None
 
+    def test_a_corrupt_value_counts_as_a_miss(self, storage: CacheStorage) -> None:
+        storage.set_bytes("bad", b"\x00garbage")
+        storage.set("good", {"v": 1})
+        assert storage.get("bad") is None
+        assert storage.get("good") == {"v": 1}
+        stats = storage.get_stats()
+        assert (stats["hits"], stats["misses"]) == (1, 1)
+
+    async def test_async_corrupt_value_counts_as_a_miss(self, storage: CacheStorage) -> None:
+        await storage.aset_bytes("bad", b"\x00garbage")
+        assert await storage.aget("bad") is None
+        stats = await storage.aget_stats()
+        assert (stats["hits"], stats["misses"]) == (0, 1)
+
     # -- concurrency -------------------------------------------------------------------------
 
     def test_many_threads(self, make_storage: MakeStorage) -> None:
