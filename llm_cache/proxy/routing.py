@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from llm_cache.config import Config
@@ -49,14 +50,16 @@ class Router:
         self.anthropic = Upstream("anthropic", config.anthropic_base_url, ANTHROPIC)
         self.named = {name: Upstream(name, url, OPENAI) for name, url in config.upstreams.items()}
 
-    def resolve(self, path: str, anthropic_dialect: bool) -> Route | None:
+    def resolve(self, path: str, headers: Iterable[tuple[bytes, bytes]]) -> Route | None:
+        """The route for ``path``; ``headers`` (ASGI, lower-case names) are read only to pick
+        the upstream of an uncached ``/v1/`` path."""
         if path.startswith("/v1/"):
             rest = path[3:]  # keeps the leading slash
             if rest in ANTHROPIC.cached_endpoints:
                 return Route(self.anthropic, path, rest)
             if rest in OPENAI.cached_endpoints:
                 return Route(self.openai, rest, rest)
-            if anthropic_dialect:
+            if any(k == b"anthropic-version" for k, _ in headers):
                 return Route(self.anthropic, path, None)
             return Route(self.openai, rest, None)
         name, sep, rest = path[1:].partition("/")

@@ -110,9 +110,7 @@ class ProxyApp:
         if path.startswith("/cache/"):
             await self._management(scope, send)
             return
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        dialect = any(k == b"anthropic-version" for k, _ in headers)
-        route = self.router.resolve(path, dialect)
+        route = self.router.resolve(path, scope["headers"])
         if route is None:
             await send_json(send, 404, _error(OPENAI, 404, f"no route for {path}", "not_found"))
             return
