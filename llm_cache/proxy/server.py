@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx2
 import orjson
@@ -46,6 +45,7 @@ from llm_cache.proxy.http import (
     send_json,
     send_stream,
 )
+from llm_cache.proxy.management import admin_credential, handle_management
 from llm_cache.proxy.routing import OPENAI, Route, Router, Upstream
 
 logger = logging.getLogger("llm_cache.proxy")
@@ -72,7 +72,7 @@ class ProxyApp:
         self.router = Router(config)
         self.flights = FlightTable()
         self._clients: dict[str, httpx2.AsyncClient] = {}
-        self._admin = f"Bearer {config.admin_token}".encode() if config.admin_token else None
+        self._admin = admin_credential(config.admin_token)
 
     # -- ASGI entry ---------------------------------------------------------------------------
 
@@ -108,7 +108,8 @@ class ProxyApp:
             await send_json(send, 200, await self.engine.health())
             return
         if path.startswith("/cache/"):
-            await self._management(scope, send)
+            extra = {"mode": self.engine.mode, "in_flight": len(self.flights)}
+            await handle_management(scope, send, self.storage, self._admin, extra)
             return
         route = self.router.resolve(path, scope["headers"])
         if route is None:
@@ -383,42 +384,6 @@ class ProxyApp:
 
     # -- management API -----------------------------------------------------------------------
 
-    async def _management(self, scope: Scope, send: Send) -> None:
-        if self._admin is not None:
-            auth = dict(scope["headers"]).get(b"authorization")
-            if auth != self._admin:
-                await send_json(
-                    send,
-                    401,
-                    {"error": {"message": "missing or wrong admin token", "type": "unauthorized"}},
-                    [(b"www-authenticate", b"Bearer")],
-                )
-                return
-        path, method = scope["path"], scope["method"]
-        try:
-            if path == "/cache/stats" and method == "GET":
-                stats = await self.storage.aget_stats()
-                stats.update(mode=self.engine.mode, in_flight=len(self.flights))
-                await send_json(send, 200, stats)
-            elif path == "/cache/clear" and method == "POST":
-                await self.storage.aclear()
-                await send_json(send, 200, {"status": "success", "message": "Cache cleared"})
-            elif path == "/cache/entry" and method == "DELETE":
-                keys = parse_qs(scope["query_string"].decode("latin-1")).get("key")
-                if not keys:
-                    await send_json(send, 400, _mgmt_error("the key query parameter is required"))
-                elif await self.storage.adelete(keys[0]):
-                    await send_json(send, 200, {"status": "success", "message": "Entry deleted"})
-                else:
-                    await send_json(send, 404, _mgmt_error("no entry with that key", "not_found"))
-            else:
-                await send_json(
-                    send, 404, _mgmt_error(f"no management route {method} {path}", "not_found")
-                )
-        except Exception as exc:
-            logger.warning("management call %s %s failed: %s", method, path, exc)
-            await send_json(send, 503, _mgmt_error(f"storage failed: {exc}", "storage_error"))
-
 
 class _UpstreamCall:
     """Everything the pump needs to make (and store) one upstream call."""
@@ -458,10 +423,6 @@ def _publish_value(flight: Flight, value: dict[str, Any]) -> None:
 
 def _error(provider: Provider, status: int, message: str, kind: str) -> Any:
     return orjson.loads(provider.error_body(status, message, kind))
-
-
-def _mgmt_error(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind}}
 
 
 def create_app(config: Config | None = None, storage: CacheStorage | None = None) -> ProxyApp:
