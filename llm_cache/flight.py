@@ -37,6 +37,8 @@ class Flight:
         self.value: dict[str, Any] | None = None
         #: True when the answer came from the cache (another process stored it meanwhile).
         self.from_cache = False
+        #: Set by a front end that stores the answer from a reader's side (the httpx transport).
+        self.stored = False
         self.subscribers = 0
         self.task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()

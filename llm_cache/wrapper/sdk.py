@@ -7,12 +7,21 @@ key. Values are stored as tagged JSON (``values.py``), never pickled. A returned
 async iterator (an SDK ``Stream``/``AsyncStream``, a generator) is passed through chunk by
 chunk and stored only when it was consumed to the end; a hit replays equal chunks.
 
+Concurrent identical misses run the function once (single-flight, per wrapper): the first
+caller (the leader) runs it; callers with the same key that miss meanwhile wait, then get a
+fresh copy restored from the leader's stored value. Threads wait on a ``threading.Event``,
+``async def`` callers on an ``asyncio.Future`` of their own event loop. When the leader raises,
+returns a stream (an iterator), or returns a value with no stored form, each waiting caller
+runs the function itself. Calls with ``_cache_bypass=True`` and modes that store nothing
+(``readonly``) stay out of it: they always run the function.
+
 The sync path calls the engine's sync methods directly (no event loop per call); ``async def``
 functions use the async ones.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -487,6 +496,40 @@ class _AsyncRecorder:
         return getattr(self._inner, name)
 
 
+# -- single-flight ----------------------------------------------------------------------------
+
+
+class _Flight:
+    """One running sync call that identical concurrent misses wait for."""
+
+    __slots__ = ("done", "owner", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        #: The leader's thread: a call of the same key from inside it must not wait on itself.
+        self.owner = threading.get_ident()
+        #: The leader's stored value; ``None`` when followers must call for themselves.
+        self.value: dict[str, Any] | None = None
+
+
+#: (loop, key) → (the leader's task, the future of its stored value).
+_AsyncFlights = dict[
+    tuple[asyncio.AbstractEventLoop, str],
+    tuple["asyncio.Task[Any] | None", "asyncio.Future[dict[str, Any] | None]"],
+]
+
+
+def _shared(fn: _Function, key: str, value: dict[str, Any] | None) -> tuple[bool, Any]:
+    """``(True, fresh copy)`` of a leader's value, or ``(False, None)``: call for yourself."""
+    if value is None:
+        return False, None
+    try:
+        return True, _restore(value)
+    except Exception as exc:  # pragma: no cover - the leader has just made this value
+        logger.warning("unusable shared value %s for %s: %s", key, fn.name, exc)
+        return False, None
+
+
 # -- the wrapper ------------------------------------------------------------------------------
 
 
@@ -515,6 +558,10 @@ class LLMCacheWrapper:
         self._ttl = ttl
         self._engine: CacheEngine | None = None
         self._lock = threading.Lock()
+        #: Single-flight: key → the sync call in progress; (loop, key) → the async one.
+        self._flights: dict[str, _Flight] = {}
+        self._aflights: _AsyncFlights = {}
+        self._flights_lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
@@ -601,28 +648,64 @@ class LLMCacheWrapper:
                 found, result = self._answer(fn, key, engine.lookup_sync(key))
                 if found:
                     return result
-            result = func(*args, **kwargs)
             if not engine.writes:
-                return result
-            metadata = fn.metadata(arguments)
-
-            def store(value: dict[str, Any]) -> None:
-                engine.store_sync(key, value, metadata=metadata)
-
-            if _is_async_iterator(result):
-
-                async def astore(value: dict[str, Any]) -> None:
-                    await engine.store(key, value, metadata=metadata)
-
-                return _AsyncRecorder(result, fn.chunk_sink(), astore)
-            if _is_iterator(result):
-                return _Recorder(result, fn.chunk_sink(), store)
-            value = fn.stored_value(result)
-            if value is not None:
-                store(value)
-            return result
+                return func(*args, **kwargs)
+            if bypass:
+                return self._miss_sync(fn, key, arguments, args, kwargs, None)
+            with self._flights_lock:
+                flight = self._flights.get(key)
+                leader = flight is None
+                if flight is None:
+                    flight = self._flights[key] = _Flight()
+            if not leader:
+                if flight.owner == threading.get_ident():  # the leader calls itself
+                    return self._miss_sync(fn, key, arguments, args, kwargs, None)
+                flight.done.wait()
+                found, result = _shared(fn, key, flight.value)
+                if found:
+                    return result
+                return self._miss_sync(fn, key, arguments, args, kwargs, None)
+            try:
+                return self._miss_sync(fn, key, arguments, args, kwargs, flight)
+            finally:
+                with self._flights_lock:
+                    if self._flights.get(key) is flight:
+                        del self._flights[key]
+                flight.done.set()
 
         return wrapper
+
+    def _miss_sync(
+        self,
+        fn: _Function,
+        key: str,
+        arguments: dict[str, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        flight: _Flight | None,
+    ) -> Any:
+        """Run a sync miss and store its answer; a leader's ``flight`` gets the stored value."""
+        engine = self.engine
+        result = fn.func(*args, **kwargs)
+        metadata = fn.metadata(arguments)
+
+        def store(value: dict[str, Any]) -> None:
+            engine.store_sync(key, value, metadata=metadata)
+
+        if _is_async_iterator(result):
+
+            async def astore(value: dict[str, Any]) -> None:
+                await engine.store(key, value, metadata=metadata)
+
+            return _AsyncRecorder(result, fn.chunk_sink(), astore)
+        if _is_iterator(result):
+            return _Recorder(result, fn.chunk_sink(), store)
+        value = fn.stored_value(result)
+        if value is not None:
+            if flight is not None:
+                flight.value = value
+            store(value)
+        return result
 
     def _answer(self, fn: _Function, key: str, stored: dict[str, Any] | None) -> tuple[bool, Any]:
         """``(True, value)`` for a usable stored entry; else count the miss and ``(False, None)``.
@@ -660,28 +743,69 @@ class LLMCacheWrapper:
                 found, result = self._answer(fn, key, await engine.lookup(key))
                 if found:
                     return result
-            result = await func(*args, **kwargs)
             if not engine.writes:
-                return result
-            metadata = fn.metadata(arguments)
-
-            async def store(value: dict[str, Any]) -> None:
-                await engine.store(key, value, metadata=metadata)
-
-            if _is_async_iterator(result):
-                return _AsyncRecorder(result, fn.chunk_sink(), store)
-            if _is_iterator(result):
-
-                def store_sync(value: dict[str, Any]) -> None:
-                    engine.store_sync(key, value, metadata=metadata)
-
-                return _Recorder(result, fn.chunk_sink(), store_sync)
-            value = fn.stored_value(result)
-            if value is not None:
-                await store(value)
-            return result
+                return await func(*args, **kwargs)
+            if bypass:
+                return await self._miss_async(fn, key, arguments, args, kwargs, None)
+            slot = (asyncio.get_running_loop(), key)
+            task = asyncio.current_task()
+            with self._flights_lock:
+                entry = self._aflights.get(slot)
+                leader = entry is None
+                if entry is None:
+                    entry = self._aflights[slot] = (task, slot[0].create_future())
+            owner, future = entry
+            if not leader and owner is task:  # the leader awaits itself
+                return await self._miss_async(fn, key, arguments, args, kwargs, None)
+            if not leader:
+                # shield: a follower cancelled while waiting must not cancel the shared future
+                found, result = _shared(fn, key, await asyncio.shield(future))
+                if found:
+                    return result
+                return await self._miss_async(fn, key, arguments, args, kwargs, None)
+            shared: list[dict[str, Any] | None] = [None]
+            try:
+                return await self._miss_async(fn, key, arguments, args, kwargs, shared)
+            finally:
+                with self._flights_lock:
+                    if self._aflights.get(slot) is entry:
+                        del self._aflights[slot]
+                if not future.done():
+                    future.set_result(shared[0])
 
         return wrapper
+
+    async def _miss_async(
+        self,
+        fn: _Function,
+        key: str,
+        arguments: dict[str, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        shared: list[dict[str, Any] | None] | None,
+    ) -> Any:
+        """Run an async miss and store its answer; a leader's ``shared[0]`` gets the value."""
+        engine = self.engine
+        result = await fn.func(*args, **kwargs)
+        metadata = fn.metadata(arguments)
+
+        async def store(value: dict[str, Any]) -> None:
+            await engine.store(key, value, metadata=metadata)
+
+        if _is_async_iterator(result):
+            return _AsyncRecorder(result, fn.chunk_sink(), store)
+        if _is_iterator(result):
+
+            def store_sync(value: dict[str, Any]) -> None:
+                engine.store_sync(key, value, metadata=metadata)
+
+            return _Recorder(result, fn.chunk_sink(), store_sync)
+        value = fn.stored_value(result)
+        if value is not None:
+            if shared is not None:
+                shared[0] = value
+            await store(value)
+        return result
 
     def _wrap_async_gen(self, fn: _Function) -> Callable[..., Any]:
         func = fn.func

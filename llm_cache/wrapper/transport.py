@@ -19,11 +19,29 @@ and ``x-cache-key``.
 A streamed miss reaches the SDK chunk by chunk; it is stored once it completed (the body ended,
 or it was closed after the provider's terminator event). Only complete 2xx answers are stored,
 decoded from any ``Content-Encoding``; the SDK then gets the decoded body without that header.
+
+Concurrent identical misses make one upstream call (single-flight, per transport; requests with
+``no-store`` share only with each other, as in the proxy; ``X-Cache-Bypass`` requests always
+make their own call). Waiting requests ("followers") are answered with ``x-cache-hit: false``,
+as the proxy answers them: they were not served from storage but by the call they waited for.
+
+- Sync transport, for requests without ``stream``: the first request (the leader) reads a 2xx
+  JSON answer whole before returning it; followers (threads) wait for it, then answer from its
+  stored form with ``render``, exactly as a hit would. Streamed requests are not shared: a
+  follower would be held until the leader's caller finished reading the stream.
+- Async transport, every cacheable request: the upstream call runs in its own task and every
+  request of the key, the leader included, tails what it receives (``llm_cache.flight``, as in
+  the proxy), so a streamed answer reaches each follower chunk by chunk. A follower that asked
+  for the other kind (stream vs. full response) waits for the whole answer and converts it.
+
+Followers of a leader that failed, or got a non-2xx or unstorable answer, make their own call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
@@ -35,6 +53,7 @@ from llm_cache.config import Config
 from llm_cache.engine import CacheEngine
 from llm_cache.exchange import (
     JSON_TYPE,
+    SSE_TYPE,
     BadRequest,
     answer_value,
     exchange_key,
@@ -42,6 +61,7 @@ from llm_cache.exchange import (
     read_controls,
     render,
 )
+from llm_cache.flight import Flight, FlightFailed, FlightTable
 from llm_cache.providers import anthropic as anthropic_provider
 from llm_cache.providers import openai as openai_provider
 from llm_cache.providers.base import Provider
@@ -54,6 +74,7 @@ OPENAI = openai_provider.PROVIDER
 ANTHROPIC = anthropic_provider.PROVIDER
 _OPENAI_ENDPOINTS = sorted(OPENAI.cached_endpoints, key=len, reverse=True)
 _DROP_RESPONSE = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+_DROP_RESPONSE_RAW = frozenset(h.encode() for h in _DROP_RESPONSE)
 
 
 def match_endpoint(
@@ -114,6 +135,11 @@ class _Call:
     def value_of(self, status: int, content_type: str, data: bytes) -> dict[str, Any] | None:
         """Stored form of a complete answer, or ``None`` when it must not be stored."""
         return answer_value(self.provider, self.endpoint, status, content_type, data)
+
+    @property
+    def flight_key(self) -> str:
+        """Who may share an upstream call: a no-store request only with other no-store ones."""
+        return self.key if self.store else self.key + ":no-store"
 
 
 class _Base:
@@ -189,9 +215,13 @@ class _Base:
         return _Call(provider, endpoint, body, key, outgoing, store, controls.ttl, controls.bypass)
 
     def _answer(
-        self, call: _Call, value: dict[str, Any] | None, request: httpx2.Request
+        self,
+        call: _Call,
+        value: dict[str, Any] | None,
+        request: httpx2.Request,
+        hit: str = "true",
     ) -> httpx2.Response | None:
-        """The hit response for ``value``, or ``None`` (a miss)."""
+        """The hit response for ``value``, or ``None`` (a miss); followers pass ``hit="false"``."""
         if value is None or not is_valid_value(value):
             return None
         rendered = render(
@@ -208,7 +238,7 @@ class _Base:
             int(value.get("status", 200)),
             headers=[
                 ("content-type", content_type),
-                ("x-cache-hit", "true"),
+                ("x-cache-hit", hit),
                 ("x-cache-key", call.key),
             ],
             content=payload,
@@ -266,6 +296,9 @@ class CacheTransport(_Base, httpx2.BaseTransport):
     ) -> None:
         super().__init__(storage, mode, config, ttl)
         self.transport = transport if transport is not None else httpx2.HTTPTransport()
+        #: Single-flight: flight key → the call in progress.
+        self._flights: dict[str, _SyncFlight] = {}
+        self._flights_lock = threading.Lock()
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         engine = self.engine
@@ -286,8 +319,53 @@ class CacheTransport(_Base, httpx2.BaseTransport):
                 return hit
         if engine.offline:
             return self._offline(call, request)
+        if call.bypass or call.want_stream:
+            return self._miss(call, request, None)
+        flight_key = call.flight_key
+        with self._flights_lock:
+            flight = self._flights.get(flight_key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[flight_key] = _SyncFlight()
+        if not leader:
+            flight.done.wait()
+            shared = self._answer(call, flight.value, request, hit="false")
+            return shared if shared is not None else self._miss(call, request, None)
+        try:
+            return self._miss(call, request, flight)
+        finally:
+            with self._flights_lock:
+                if self._flights.get(flight_key) is flight:
+                    del self._flights[flight_key]
+            flight.done.set()
+
+    def _miss(
+        self, call: _Call, request: httpx2.Request, flight: _SyncFlight | None
+    ) -> httpx2.Response:
+        """The upstream call; a leader's ``flight`` gets the stored form of a 2xx JSON answer."""
+        engine = self.engine
         response = self.transport.handle_request(call.outgoing)
-        if not call.store or not 200 <= response.status_code < 300:
+        ok = 200 <= response.status_code < 300
+        content_type = response.headers.get("content-type", "")
+        if flight is not None and ok and content_type.startswith(JSON_TYPE):
+            # Read it whole here, so followers wait for the upstream, never for our caller.
+            try:
+                data = response.read()
+            finally:
+                response.close()
+            value = call.value_of(response.status_code, content_type, data)
+            if value is not None:
+                flight.value = value
+                if call.store:
+                    engine.store_sync(call.key, value, ttl=call.ttl, metadata=call.metadata())
+            return httpx2.Response(
+                response.status_code,
+                headers=self._miss_headers(response, call, decoded=True),
+                content=data,
+                extensions=response.extensions,
+                request=request,
+            )
+        if not call.store or not ok:
             return httpx2.Response(
                 response.status_code,
                 headers=self._miss_headers(response, call, decoded=False),
@@ -312,6 +390,17 @@ class CacheTransport(_Base, httpx2.BaseTransport):
         self.transport.close()
         if self.owns_storage:
             self.engine.storage.close()
+
+
+class _SyncFlight:
+    """One upstream call that identical concurrent misses (threads) wait for."""
+
+    __slots__ = ("done", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        #: The stored form of the leader's answer; ``None``: followers make their own call.
+        self.value: dict[str, Any] | None = None
 
 
 class _RecordingStream(httpx2.SyncByteStream):
@@ -369,6 +458,8 @@ class AsyncCacheTransport(_Base, httpx2.AsyncBaseTransport):
     ) -> None:
         super().__init__(storage, mode, config, ttl)
         self.transport = transport if transport is not None else httpx2.AsyncHTTPTransport()
+        #: Single-flight tables, one per event loop (a flight's events belong to its loop).
+        self._flight_tables: dict[asyncio.AbstractEventLoop, FlightTable] = {}
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         engine = self.engine
@@ -389,6 +480,79 @@ class AsyncCacheTransport(_Base, httpx2.AsyncBaseTransport):
                 return hit
         if engine.offline:
             return self._offline(call, request)
+        if call.bypass:
+            return await self._miss(call, request)
+        return await self._shared_miss(call, request)
+
+    def _flight_table(self) -> FlightTable:
+        loop = asyncio.get_running_loop()
+        table = self._flight_tables.get(loop)
+        if table is None:
+            for closed in [other for other in self._flight_tables if other.is_closed()]:
+                del self._flight_tables[closed]
+            table = self._flight_tables[loop] = FlightTable()
+        return table
+
+    async def _shared_miss(self, call: _Call, request: httpx2.Request) -> httpx2.Response:
+        """Join (or start) the upstream call for this key and answer from it."""
+        table = self._flight_table()
+        flight, leader = table.join(call.flight_key, lambda f: self._pump(f, call))
+        tail = False
+        try:
+            try:
+                await flight.wait_head()
+            except FlightFailed as exc:
+                if leader:
+                    raise exc.cause from None
+            else:
+                assert flight.status is not None
+                ok = 200 <= flight.status < 300
+                tail = leader or (ok and flight.is_stream == call.want_stream)
+                if not tail:
+                    # Not an answer to tail as it comes: convert the finished one if it
+                    # succeeded, else make a call of our own (below).
+                    await flight.wait_done()
+                    if ok and flight.value is not None:
+                        shared = self._answer(call, flight.value, request, hit="false")
+                        if shared is not None:
+                            return shared
+        finally:
+            if not tail:
+                table.leave(flight)
+        if not tail:
+            return await self._miss(call, request)
+        assert flight.status is not None
+        headers = [*flight.headers, (b"x-cache-hit", b"false"), (b"x-cache-key", call.key.encode())]
+        engine = self.engine
+
+        async def store(value: dict[str, Any]) -> None:
+            await engine.store(call.key, value, ttl=call.ttl, metadata=call.metadata())
+
+        return httpx2.Response(
+            flight.status,
+            headers=headers,
+            stream=_FlightStream(flight, table, call, store if call.store else None),
+            request=request,
+        )
+
+    async def _pump(self, flight: Flight, call: _Call) -> None:
+        """The shared upstream call: publish what arrives, and the answer's stored form."""
+        response = await self.transport.handle_async_request(call.outgoing)
+        status = response.status_code
+        content_type = response.headers.get("content-type", "")
+        head = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROP_RESPONSE_RAW]
+        flight.publish_head(status, head, content_type.startswith(SSE_TYPE))
+        try:
+            async for chunk in response.aiter_bytes():
+                flight.publish_chunk(chunk)
+        finally:
+            await response.aclose()
+        value = call.value_of(status, content_type, b"".join(flight.chunks))
+        flight.finish(complete=value is not None, value=value)
+
+    async def _miss(self, call: _Call, request: httpx2.Request) -> httpx2.Response:
+        """An upstream call of this request's own (bypass, or after a failed shared one)."""
+        engine = self.engine
         response = await self.transport.handle_async_request(call.outgoing)
         if not call.store or not 200 <= response.status_code < 300:
             return httpx2.Response(
@@ -415,6 +579,58 @@ class AsyncCacheTransport(_Base, httpx2.AsyncBaseTransport):
         await self.transport.aclose()
         if self.owns_storage:
             await self.engine.storage.aclose()
+
+
+class _FlightStream(httpx2.AsyncByteStream):
+    """A response body tailing a shared call; closing it leaves the flight.
+
+    As with an unshared miss, the answer is stored by the reader's side: when a request has
+    read it to the end, or closed a stream after its terminator event (the first one does).
+    """
+
+    def __init__(
+        self,
+        flight: Flight,
+        table: FlightTable,
+        call: _Call,
+        store: Callable[[dict[str, Any]], Coroutine[Any, Any, None]] | None,
+    ) -> None:
+        self._flight = flight
+        self._table: FlightTable | None = table
+        self._call = call
+        self._store = store
+        self._seen = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        flight = self._flight
+        async for chunk in flight.tail():
+            self._seen += 1
+            yield chunk
+        if flight.error is not None:
+            raise flight.error
+        await self._keep(flight.value)
+
+    async def aclose(self) -> None:
+        flight = self._flight
+        try:
+            stored = self._store is None or flight.stored
+            if flight.is_stream and not stored and self._seen and flight.status:
+                content_type = next(
+                    (v for k, v in flight.headers if k.lower() == b"content-type"), b""
+                )
+                data = b"".join(flight.chunks[: self._seen])
+                await self._keep(
+                    self._call.value_of(flight.status, content_type.decode("latin-1"), data)
+                )
+        finally:
+            table, self._table = self._table, None
+            if table is not None:
+                table.leave(flight)
+
+    async def _keep(self, value: dict[str, Any] | None) -> None:
+        if value is not None and self._store is not None and not self._flight.stored:
+            self._flight.stored = True
+            await self._store(value)
 
 
 class _AsyncRecordingStream(httpx2.AsyncByteStream):
