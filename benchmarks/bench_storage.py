@@ -155,15 +155,14 @@ def fill_sqlite(path: Path, n: int) -> None:
             data = encode_value(template)
             stamp = base + i * 1e-3
             k = key(i)
-            yield (key_row_id(k), k, data, stamp, stamp, None, len(data), "openai", "gpt-4o-mini")
+            yield (key_row_id(k), k, data, stamp, None, len(data), "openai", "gpt-4o-mini")
 
     for lo in range(0, n, FILL_CHUNK):
         hi = min(n, lo + FILL_CHUNK)
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO entries"
-            " (id, key, value, created, last_used, expires, size, provider, model)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        conn.executemany(  # the schema's triggers fill ``recency`` and the entry count
+            "INSERT INTO entries (id, key, value, created, expires, size, provider, model)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows(lo, hi),
         )
         conn.execute("COMMIT")

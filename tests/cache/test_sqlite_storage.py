@@ -59,7 +59,7 @@ def test_construction_creates_directory_schema_and_wal(db_path: Path) -> None:
     conn = raw(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"entries", "stats"} <= tables
+    assert {"entries", "recency", "stats"} <= tables
     storage.close()
 
 
@@ -79,13 +79,69 @@ def test_newer_schema_is_refused(db_path: Path) -> None:
         SQLiteStorage(db_path)
 
 
+def test_older_schema_is_replaced_with_a_warning(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file of the v2 layout (last_used inside ``entries``) is a cache: dropped and rebuilt."""
+    db_path.parent.mkdir(parents=True)
+    conn = raw(db_path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(
+        "CREATE TABLE entries (id INTEGER PRIMARY KEY, key TEXT NOT NULL, value BLOB NOT NULL,"
+        " created REAL NOT NULL, last_used REAL NOT NULL, expires REAL, size INTEGER NOT NULL,"
+        " provider TEXT, model TEXT)"
+    )
+    conn.execute("CREATE INDEX entries_last_used ON entries (last_used)")
+    conn.execute("CREATE TABLE stats (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)")
+    conn.execute("INSERT INTO stats VALUES ('entries', 1), ('hits', 5), ('misses', 7)")
+    conn.execute("INSERT INTO entries VALUES (1, 'old', x'00', 1.0, 1.0, NULL, 1, NULL, NULL)")
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    with caplog.at_level(logging.WARNING, logger="llm_cache"):
+        storage = SQLiteStorage(db_path, max_size=2)
+    assert any("v2" in r.getMessage() and "dropping" in r.getMessage() for r in caplog.records)
+    assert storage.get_size() == 0 and storage.get_counters() == (0, 0)
+    for i in range(3):
+        storage.set(f"k{i}", {"v": i})
+    assert storage.get_size() == 2 and storage.get("k0") is None and storage.get("k2") == {"v": 2}
+    storage.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="llm_cache"):
+        SQLiteStorage(db_path).close()  # the current layout is kept as is
+    assert caplog.records == []
+    assert raw(db_path).execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 2
+
+
+def test_recency_rows_follow_entries(db_path: Path) -> None:
+    """Triggers keep one ``recency`` row per entry through set, overwrite, delete, evict, clear."""
+    storage = SQLiteStorage(db_path, max_size=5)
+    rng = random.Random(3)
+    for _ in range(300):
+        key = f"k{rng.randrange(12)}"
+        op = rng.random()
+        if op < 0.6:
+            storage.set(key, {"key": key}, ttl=rng.choice([None, 60.0]))
+        elif op < 0.8:
+            storage.delete(key)
+        else:
+            storage.get(key)
+    storage.flush()
+    conn = raw(db_path)
+    entry_ids = sorted(r[0] for r in conn.execute("SELECT id FROM entries"))
+    assert entry_ids == sorted(r[0] for r in conn.execute("SELECT id FROM recency"))
+    storage.clear()
+    assert conn.execute("SELECT COUNT(*) FROM recency").fetchone()[0] == 0
+    storage.close()
+
+
 def test_metadata_columns(db_path: Path) -> None:
     storage = SQLiteStorage(db_path)
     storage.set("k", {"v": 1}, metadata={"provider": "openai", "model": "gpt-4o"}, ttl=60)
     storage.set("plain", {"v": 2})
     storage.close()
     rows = raw(db_path).execute(
-        "SELECT key, created, last_used, expires, size, provider, model FROM entries ORDER BY key"
+        "SELECT key, created, last_used, expires, size, provider, model"
+        " FROM entries JOIN recency USING (id) ORDER BY key"
     )
     (k, created, last_used, expires, size, provider, model), plain = rows.fetchall()
     assert k == "k" and (provider, model) == ("openai", "gpt-4o")
