@@ -179,7 +179,9 @@ JSON = st.recursive(
     ),
     max_leaves=16,
 )
-EXPLICIT = {"model", "messages", "temperature", "max_tokens"}
+#: generate_cache_key's own parameter names: a body field of one of these names cannot be passed
+#: through its ``**kwargs`` (Python binds it to the parameter), so generated fields avoid them.
+EXPLICIT = {"provider", "model", "messages", "temperature", "max_tokens"}
 
 
 def is_top_level_excluded(name: str) -> bool:
