@@ -31,7 +31,6 @@ class Flight:
         self.is_stream = False
         self.chunks: list[bytes] = []
         self.done = False
-        self.complete = False
         self.error: BaseException | None = None
         #: The stored value when the answer was complete and cacheable (for conversions).
         self.value: dict[str, Any] | None = None
@@ -59,8 +58,9 @@ class Flight:
         self.chunks.append(chunk)
         self._notify()
 
-    def finish(self, *, complete: bool, value: dict[str, Any] | None = None) -> None:
-        self.done, self.complete, self.value = True, complete, value
+    def finish(self, value: dict[str, Any] | None) -> None:
+        """The call ended; ``value`` is its stored form when it was complete and cacheable."""
+        self.done, self.value = True, value
         self._notify()
 
     def fail(self, error: BaseException) -> None:

@@ -293,7 +293,7 @@ class ProxyApp:
             content_type,
             b"".join(flight.chunks),
         )
-        flight.finish(complete=value is not None, value=value)
+        flight.finish(value)
         if value is not None and call.store:
             model = call.body.get("model")
             await self.engine.store(
@@ -418,7 +418,7 @@ def _publish_value(flight: Flight, value: dict[str, Any]) -> None:
         isinstance(stream, str),
     )
     flight.publish_chunk(payload.encode("utf-8"))
-    flight.finish(complete=True, value=value)
+    flight.finish(value)
 
 
 def _error(provider: Provider, status: int, message: str, kind: str) -> Any:

@@ -548,7 +548,7 @@ class AsyncCacheTransport(_Base, httpx2.AsyncBaseTransport):
         finally:
             await response.aclose()
         value = call.value_of(status, content_type, b"".join(flight.chunks))
-        flight.finish(complete=value is not None, value=value)
+        flight.finish(value)
 
     async def _miss(self, call: _Call, request: httpx2.Request) -> httpx2.Response:
         """An upstream call of this request's own (bypass, or after a failed shared one)."""
