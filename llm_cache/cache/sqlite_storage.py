@@ -11,12 +11,16 @@
 - The entry count lives in the ``stats`` table, kept by triggers: ``get_size`` is O(1).
 - Connections are opened lazily per thread (and again after a fork), so building a storage is
   cheap and safe before a pre-forking server forks.
+- ``flight_locks`` gives the proxy single-flight across processes on one file (``--workers N``):
+  ``try_lock``/``unlock`` with an expiry, and ``await_unlocked`` polling for the holder's end.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -31,7 +35,7 @@ logger = logging.getLogger("llm_cache.storage.sqlite")
 
 _T = TypeVar("_T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # ``id`` is a 64-bit hash of ``key``: a lookup is one descent of the table's B-tree instead of
 # one in a key index and one in the table. Two keys sharing an id (odds ~n²/2⁶⁵) just evict each
 # other; every query also checks ``key``.
@@ -58,6 +62,11 @@ _SCHEMA = (
     "CREATE INDEX recency_last_used ON recency (last_used)",
     "CREATE TABLE stats (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID",
     "INSERT INTO stats (name, value) VALUES ('entries', 0), ('hits', 0), ('misses', 0)",
+    """CREATE TABLE flight_locks (
+        key TEXT PRIMARY KEY NOT NULL,
+        token TEXT NOT NULL,
+        expires REAL NOT NULL
+    ) WITHOUT ROWID""",
     """CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
         INSERT INTO recency (id, last_used) VALUES (new.id, new.created)
             ON CONFLICT (id) DO UPDATE SET last_used = excluded.last_used;
@@ -73,7 +82,7 @@ _SCHEMA = (
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 # Every table any version created (their indexes and triggers go with them).
-_OLD_TABLES = ("entries", "recency", "stats")
+_OLD_TABLES = ("entries", "recency", "stats", "flight_locks")
 _GET = "SELECT value, expires FROM entries WHERE id = ? AND key = ?"
 _UPSERT = (
     "INSERT INTO entries (id, key, value, created, expires, size, provider, model)"
@@ -88,6 +97,10 @@ _COUNT = "SELECT value FROM stats WHERE name = 'entries'"
 _PURGE_EXPIRED = "DELETE FROM entries WHERE expires <= ?"
 _EVICT = "DELETE FROM entries WHERE id IN (SELECT id FROM recency ORDER BY last_used LIMIT ?)"
 _LRU = "SELECT key FROM entries WHERE id = (SELECT id FROM recency ORDER BY last_used LIMIT 1)"
+_LOCK_EXPIRE = "DELETE FROM flight_locks WHERE key = ? AND expires <= ?"
+_LOCK_TAKE = "INSERT OR IGNORE INTO flight_locks (key, token, expires) VALUES (?, ?, ?)"
+_LOCK_RELEASE = "DELETE FROM flight_locks WHERE key = ? AND token = ?"
+_LOCK_HELD = "SELECT 1 FROM flight_locks WHERE key = ? AND expires > ?"
 
 _RETRIES = 6
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # result codes (sqlite3 names them from 3.11 only)
@@ -405,6 +418,45 @@ class SQLiteStorage(CacheStorage):
             conn.execute("UPDATE stats SET value = 0")
 
         self._write(wipe)
+
+    # -- cross-process single-flight --------------------------------------------------------------
+
+    def try_lock(self, key: str, ttl: float) -> str | None:
+        """Take the lock on ``key`` for ``ttl`` seconds: a token, or ``None`` when it is held.
+
+        An expired lock (its holder died) is taken over, so a dead process frees it after ``ttl``.
+        """
+        token = secrets.token_hex(16)
+
+        def claim(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            conn.execute(_LOCK_EXPIRE, (key, now))
+            return bool(conn.execute(_LOCK_TAKE, (key, token, now + ttl)).rowcount == 1)
+
+        return token if self._write(claim) else None
+
+    def unlock(self, key: str, token: str) -> bool:
+        """Release the lock if ``token`` still holds it."""
+        return self._write(lambda c: c.execute(_LOCK_RELEASE, (key, token)).rowcount > 0)
+
+    def is_locked(self, key: str) -> bool:
+        conn = self._conn()
+        return _retry(lambda: conn.execute(_LOCK_HELD, (key, time.time())).fetchone()) is not None
+
+    async def atry_lock(self, key: str, ttl: float) -> str | None:
+        return self.try_lock(key, ttl)
+
+    async def aunlock(self, key: str, token: str) -> bool:
+        return self.unlock(key, token)
+
+    async def await_unlocked(self, key: str, timeout: float, poll_interval: float = 0.02) -> bool:
+        """Poll until nobody holds the lock on ``key``; ``False`` when ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        while self.is_locked(key):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(poll_interval)
+        return True
 
     def get_counters(self) -> tuple[int, int]:
         conn = self._conn()

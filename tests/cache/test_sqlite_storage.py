@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import random
 import sqlite3
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -421,3 +423,37 @@ def test_four_processes_share_one_file(tmp_path: Path) -> None:
     assert hits + misses == gets  # every process flushed its counters on close
     assert hits > 0
     storage.close()
+
+
+# -- cross-process single-flight locks ---------------------------------------------------------
+
+
+def test_flight_lock_is_exclusive_and_released_only_by_its_holder(tmp_path: Path) -> None:
+    one = SQLiteStorage(db_path=str(tmp_path / "c.db"))
+    two = SQLiteStorage(db_path=str(tmp_path / "c.db"))  # another "process" on the same file
+    token = one.try_lock("k", 30)
+    assert token is not None
+    assert two.try_lock("k", 30) is None
+    assert two.is_locked("k")
+    assert not two.unlock("k", "not-the-token")
+    assert one.unlock("k", token)
+    assert not two.is_locked("k")
+    assert two.try_lock("k", 30) is not None
+    assert one.try_lock("other", 30) is not None  # locks are per key
+
+
+def test_a_dead_holders_flight_lock_expires(tmp_path: Path) -> None:
+    one = SQLiteStorage(db_path=str(tmp_path / "c.db"))
+    two = SQLiteStorage(db_path=str(tmp_path / "c.db"))
+    assert one.try_lock("k", 0.2) is not None  # and then "one" dies without unlocking
+    assert two.try_lock("k", 30) is None
+    started = time.monotonic()
+    assert asyncio.run(two.await_unlocked("k", timeout=5))
+    assert time.monotonic() - started < 1.0
+    assert two.try_lock("k", 30) is not None
+
+
+def test_waiting_for_a_held_lock_times_out(tmp_path: Path) -> None:
+    storage = SQLiteStorage(db_path=str(tmp_path / "c.db"))
+    assert storage.try_lock("k", 30) is not None
+    assert asyncio.run(storage.await_unlocked("k", timeout=0.1)) is False

@@ -219,7 +219,8 @@ def test_locks_pass_through_only_when_the_backend_has_them(
     assert CacheEngine(plain)._locks is None
 
     sqlite = TieredStorage(SQLiteStorage(db_path=str(tmp_path / "c.db")), size=10, ttl=5)
-    assert not isinstance(sqlite, SupportsFlightLocks)
+    assert isinstance(sqlite, SupportsFlightLocks)  # SQLite locks across processes on one file
+    assert CacheEngine(sqlite)._locks is sqlite
     sqlite.close()
 
     tier = TieredStorage(make_redis_storage(), size=10, ttl=5)

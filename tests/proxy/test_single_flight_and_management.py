@@ -119,3 +119,43 @@ def test_unknown_routes_are_json_404s(proxy: Proxy, method: str, path: str) -> N
     r = httpx2.request(method, f"{proxy.url}{path}")
     assert r.status_code == 404
     assert r.json()["error"]["message"]
+
+
+def test_two_proxies_on_one_sqlite_file_make_one_upstream_call(
+    start_proxy: ProxyFactory, upstream: Upstream, tmp_path: Any
+) -> None:
+    """Two proxies (as two workers would be) with their own connections to one SQLite file:
+    concurrent identical cold requests spread over both make one upstream call."""
+    from llm_cache.cache.sqlite_storage import SQLiteStorage
+
+    db = str(tmp_path / "shared.db")
+    with (
+        start_proxy(storage=SQLiteStorage(db_path=db)) as a,
+        start_proxy(storage=SQLiteStorage(db_path=db)) as b,
+    ):
+
+        async def run() -> list[Any]:
+            clients = [
+                openai.AsyncOpenAI(base_url=p.openai_base, api_key="sk", max_retries=0)
+                for p in (a, b)
+            ]
+            try:
+                return await asyncio.gather(
+                    *[
+                        clients[i % 2].chat.completions.with_raw_response.create(
+                            model="gpt-4o-mini",
+                            messages=MESSAGES,
+                            extra_headers={"x-fake-latency-ms": "300"},
+                        )
+                        for i in range(8)
+                    ]
+                )
+            finally:
+                for c in clients:
+                    await c.close()
+
+        answers = asyncio.run(run())
+    assert upstream.fake.count("/chat/completions") == 1
+    assert len({r.parse().id for r in answers}) == 1
+    # The proxy that did not make the call answered from the other one's stored entry.
+    assert {r.headers["x-cache-hit"] for r in answers} == {"true", "false"}
