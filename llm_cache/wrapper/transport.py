@@ -40,6 +40,7 @@ Followers of a leader that failed, or got a non-2xx or unstorable answer, make t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -523,15 +524,11 @@ class AsyncCacheTransport(_Base, httpx2.AsyncBaseTransport):
             return await self._miss(call, request)
         assert flight.status is not None
         headers = [*flight.headers, (b"x-cache-hit", b"false"), (b"x-cache-key", call.key.encode())]
-        engine = self.engine
-
-        async def store(value: dict[str, Any]) -> None:
-            await engine.store(call.key, value, ttl=call.ttl, metadata=call.metadata())
-
+        store = functools.partial(self._store, call) if call.store else None
         return httpx2.Response(
             flight.status,
             headers=headers,
-            stream=_FlightStream(flight, table, call, store if call.store else None),
+            stream=_FlightStream(flight, table, call, store),
             request=request,
         )
 
@@ -552,7 +549,6 @@ class AsyncCacheTransport(_Base, httpx2.AsyncBaseTransport):
 
     async def _miss(self, call: _Call, request: httpx2.Request) -> httpx2.Response:
         """An upstream call of this request's own (bypass, or after a failed shared one)."""
-        engine = self.engine
         response = await self.transport.handle_async_request(call.outgoing)
         if not call.store or not 200 <= response.status_code < 300:
             return httpx2.Response(
@@ -563,16 +559,16 @@ class AsyncCacheTransport(_Base, httpx2.AsyncBaseTransport):
                 request=request,
             )
 
-        async def store(value: dict[str, Any]) -> None:
-            await engine.store(call.key, value, ttl=call.ttl, metadata=call.metadata())
-
         return httpx2.Response(
             response.status_code,
             headers=self._miss_headers(response, call, decoded=True),
-            stream=_AsyncRecordingStream(response, call, store),
+            stream=_AsyncRecordingStream(response, call, functools.partial(self._store, call)),
             extensions=response.extensions,
             request=request,
         )
+
+    async def _store(self, call: _Call, value: dict[str, Any]) -> None:
+        await self.engine.store(call.key, value, ttl=call.ttl, metadata=call.metadata())
 
     async def aclose(self) -> None:
         """Close the inner transport, and the storage when this transport opened it."""
