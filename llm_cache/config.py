@@ -127,6 +127,10 @@ class Config:
     memory_tier_size: int = 0
     memory_tier_ttl: float = 5.0
     flight_lock_ttl: float = 60.0
+    # semantic cache (llm_cache/semantic): opt-in; threshold None = the calibrated default
+    semantic: bool = False
+    semantic_threshold: float | None = None
+    semantic_embedder: str = "local"
 
     def __init__(
         self,
@@ -207,6 +211,31 @@ class Config:
             tier_ttl = _parse_ttl(p + "MEMORY_TIER_TTL", v)
             if tier_ttl is not None:
                 self.memory_tier_ttl = tier_ttl
+        self._load_semantic(env)
+
+    def _load_semantic(self, env: Mapping[str, str]) -> None:
+        """``LLM_CACHE_SEMANTIC``, ``_SEMANTIC_THRESHOLD``, ``_SEMANTIC_EMBEDDER``."""
+        p = ENV_PREFIX
+        if (v := env.get(p + "SEMANTIC")) is not None:
+            self.semantic = _parse_bool(p + "SEMANTIC", v)
+        if (v := env.get(p + "SEMANTIC_THRESHOLD")) is not None and v.strip():
+            try:
+                self.semantic_threshold = float(v)
+            except ValueError:
+                raise ValueError(
+                    f"{p}SEMANTIC_THRESHOLD must be a number between 0 and 1, got {v!r}"
+                ) from None
+        if (v := env.get(p + "SEMANTIC_EMBEDDER")) is not None and v.strip():
+            self.semantic_embedder = v.strip()
+
+    def _validate_semantic(self) -> None:
+        p = ENV_PREFIX
+        t = self.semantic_threshold
+        if t is not None and not 0.0 <= t <= 1.0:
+            raise ValueError(f"{p}SEMANTIC_THRESHOLD must be between 0 and 1, got {t!r}")
+        from llm_cache.semantic.settings import parse_embedder_spec
+
+        parse_embedder_spec(self.semantic_embedder)
 
     def _validate(self) -> None:
         p = ENV_PREFIX
@@ -237,6 +266,7 @@ class Config:
                 f"{p}MEMORY_TIER_TTL must be a positive number of seconds, "
                 f"got {self.memory_tier_ttl!r}"
             )
+        self._validate_semantic()
 
     def __repr__(self) -> str:
         """Like the dataclass repr, but from ``to_dict()``: no secret ever reaches a log line."""
