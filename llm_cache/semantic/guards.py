@@ -220,7 +220,12 @@ def _fold(text: str) -> str:
 
 
 def _plain(word: str) -> str:
-    return word.lower().replace("'", "")
+    """Lower case, possessive dropped, apostrophes removed ("France's" -> "france",
+    "doesn't" -> "doesnt")."""
+    word = word.lower()
+    if word.endswith("'s"):
+        word = word[:-2]
+    return word.replace("'", "")
 
 
 @lru_cache(maxsize=4096)
