@@ -195,9 +195,7 @@ def http_embeddings_call(base_urls: Mapping[str, str], client: Any) -> Embedding
     ``client`` (an ``httpx2.AsyncClient``, the proxy's pooled one), forwarding the request's
     credential headers. ``base_urls``: ``{"openai": config.openai_base_url, **upstreams}``."""
 
-    async def call(
-        upstream: str, model: str, texts: Sequence[str], auth: Mapping[str, str]
-    ) -> Any:
+    async def call(upstream: str, model: str, texts: Sequence[str], auth: Mapping[str, str]) -> Any:
         base = base_urls.get(upstream)
         if base is None:
             raise EmbedderError(f"no upstream named {upstream!r} for the semantic embedder")
