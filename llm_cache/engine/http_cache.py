@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 
@@ -47,6 +47,9 @@ from llm_cache.engine.exchange import (
 from llm_cache.engine.flight import Flight, FlightFailed, FlightTable, FlightTables
 from llm_cache.engine.policy import CacheEngine
 from llm_cache.providers.base import ProviderSpec, RouteMatch
+
+if TYPE_CHECKING:
+    from llm_cache.semantic.cache import SemanticCache
 
 __all__ = [
     "Answer",
@@ -161,8 +164,14 @@ class Answer:
 class HttpCache:
     """The HTTP cache: one per process (or per transport), shared by all its requests."""
 
-    def __init__(self, engine: CacheEngine, bus: EventBus | None = None) -> None:
+    def __init__(
+        self,
+        engine: CacheEngine,
+        bus: EventBus | None = None,
+        semantic: SemanticCache | None = None,
+    ) -> None:
         self.engine = engine
+        self.semantic = semantic
         self.bus = bus if bus is not None else EventBus()
         self.flights = FlightTables()
 
@@ -211,6 +220,18 @@ class HttpCache:
                 hit = self._from_entry(entry, want_stream, match, body, key, event, started)
                 if hit is not None:
                     return hit
+            if self.semantic is not None:
+                from llm_cache.semantic.cache import SemanticRequestError
+
+                try:
+                    near = await self._semantic_hit(req, match, body, want_stream, event, started)
+                except SemanticRequestError as exc:
+                    event.error = str(exc)
+                    return self._error(
+                        provider, 400, str(exc), "invalid_request_error", event, started
+                    )
+                if near is not None:
+                    return near
         if engine.offline:
             message = (
                 f"llm-cache is in offline mode and has no cached answer for this request "
@@ -278,6 +299,45 @@ class HttpCache:
         return Answer(
             entry.status, headers, body=payload, event=event, bus=self.bus, started=started
         )
+
+    async def _semantic_hit(
+        self,
+        req: CacheRequest,
+        match: RouteMatch,
+        body: dict[str, Any],
+        want_stream: bool,
+        event: ExchangeEvent,
+        started: float,
+    ) -> Answer | None:
+        """After an exact miss: the entry of a stored question that means the same (SPEC
+        "Semantic cache"); readwrite/readonly only, never with ``X-Cache-Semantic: off``."""
+        from llm_cache.semantic.cache import format_similarity, read_semantic_headers
+
+        semantic = self.semantic
+        if semantic is None or not semantic.applies(self.engine.mode, req.header_map):
+            return None
+        _, threshold = read_semantic_headers(req.header_map)
+        near = await semantic.lookup(
+            match.provider.name,
+            match.endpoint,
+            body,
+            threshold=threshold,
+            auth=semantic.auth_for(req.url, req.header_map),
+            key_of=_key_of(match, req),
+        )
+        if near is None:
+            return None
+        entry = await self.engine.lookup_entry(near.entry_key)
+        if entry is None:
+            await semantic.forget(near)  # evicted or expired since: a plain miss
+            return None
+        answer = self._from_entry(
+            entry, want_stream, match, body, near.entry_key, event, started, ev.SEMANTIC_HIT
+        )
+        if answer is not None:
+            similarity = format_similarity(near.similarity).encode()
+            answer.headers.append((b"x-cache-similarity", similarity))
+        return answer
 
     # -- misses -------------------------------------------------------------------------------
 
@@ -463,6 +523,16 @@ class HttpCache:
         elif 200 <= response.status < 300:
             logger.debug("not storing %s: %s", call.key[:12], why)
         flight.finish(entry)
+        if flight.stored and self.semantic is not None:  # after finish: the client never waits
+            await self.semantic.remember(
+                provider.name,
+                call.match.endpoint,
+                call.body,
+                "",
+                call.key,
+                auth=self.semantic.auth_for(call.req.url, call.req.header_map),
+                key_of=_key_of(call.match, call.req),
+            )
 
     # -- pass-through and errors --------------------------------------------------------------
 
@@ -567,6 +637,12 @@ def cache_headers(hit: bool, key: str, status: str) -> Headers:
         (b"x-cache-key", key.encode()),
         (b"x-cache-status", status.encode()),
     ]
+
+
+def _key_of(match: RouteMatch, req: CacheRequest) -> Callable[[Mapping[str, Any]], str]:
+    """The exact key of ``req`` with another body: a semantic partition is the key of the
+    request with its last user text taken out."""
+    return lambda body: exchange_key(match, req.url, body, req.header_map)
 
 
 def _publish_entry(flight: Flight, entry: Entry) -> None:

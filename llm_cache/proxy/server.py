@@ -47,6 +47,7 @@ from llm_cache.proxy.http import (
 )
 from llm_cache.proxy.management import admin_credential, handle_management
 from llm_cache.proxy.routing import BadPath, Router, Upstream
+from llm_cache.semantic.cache import semantic_cache_for
 
 logger = logging.getLogger("llm_cache.proxy")
 
@@ -66,7 +67,10 @@ class ProxyApp:
             ttl=config.ttl,
             flight_lock_ttl=config.flight_lock_ttl,
         )
-        self.cache = HttpCache(self.engine)
+        self.semantic = semantic_cache_for(  # None unless LLM_CACHE_SEMANTIC=true
+            config, self.storage, lambda name: self._client(Upstream(name, "", self._openai))
+        )
+        self.cache = HttpCache(self.engine, semantic=self.semantic)
         self.counters = ProcessCounters()
         self.cache.bus.subscribe(self.counters)
         self.router = Router(config)
@@ -109,6 +113,8 @@ class ProxyApp:
                 with contextlib.suppress(Exception):  # a client of a loop that is gone
                     await client.aclose()
         self._clients.clear()
+        if self.semantic is not None:
+            await self.semantic.aclose()
         try:
             await self.storage.aclose()
         except Exception:
@@ -125,6 +131,8 @@ class ProxyApp:
                 "in_flight": len(self.cache.flights),
                 **self.counters.snapshot(),
             }
+            if self.semantic is not None:
+                extra["semantic"] = self.semantic.stats()
             await handle_management(scope, send, self.storage, self._admin, extra)
             return
         if len(scope["headers"]) > MAX_HEADERS:

@@ -26,7 +26,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,9 @@ SEMANTIC_MODES = ("readwrite", "readonly")
 HEADER_SWITCH = "x-cache-semantic"
 HEADER_THRESHOLD = "x-cache-semantic-threshold"
 _LOG_EVERY = 10.0
+#: Request headers that carry a credential an upstream embedder may need.
+CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
+KeyOf = Callable[[Mapping[str, Any]], str]
 _CANDIDATES = 5
 
 
@@ -115,6 +118,7 @@ class SemanticCache:
         self._index = index
         self._judge: Judge | None = None
         self._embeddings_call = embeddings_call
+        self._embedding_base = embedding_base_url(config)
         self._vectors: OrderedDict[tuple[str, str], Vectors] = OrderedDict()
         self._last_logged = 0.0
         self.counters = {"hits": 0, "misses": 0, "blocked": 0, "stored": 0, "errors": 0}
@@ -163,17 +167,19 @@ class SemanticCache:
         *,
         threshold: float | None = None,
         auth: Mapping[str, str] | None = None,
+        key_of: KeyOf | None = None,
     ) -> SemanticMatch | None:
         """The best stored entry meaning the same as this request, or ``None`` (never raises).
 
         ``body`` is the request body as keyed (fields that never enter a key dropped);
         ``threshold`` a per-request value (only a stricter one has an effect); ``auth`` the
-        request's credential headers, for an upstream embedder.
+        request's credential headers, for an upstream embedder; ``key_of`` the engine's exact
+        key function (see :func:`~llm_cache.semantic.partition.partition_for`).
         """
         if not self.enabled:
             return None
         try:
-            match = await self._lookup(provider, endpoint, body, scope, threshold, auth)
+            match = await self._lookup(provider, endpoint, body, scope, threshold, auth, key_of)
         except Exception as exc:
             self._failed("lookup", exc)
             return None
@@ -188,10 +194,11 @@ class SemanticCache:
         scope: str,
         threshold: float | None,
         auth: Mapping[str, str] | None,
+        key_of: KeyOf | None,
     ) -> SemanticMatch | None:
         from llm_cache.semantic.partition import partition_for
 
-        part = partition_for(provider, endpoint, body, scope)
+        part = partition_for(provider, endpoint, body, scope, key_of=key_of)
         if part is None:
             return None
         embedder, index, judge = self._components()
@@ -221,6 +228,7 @@ class SemanticCache:
         entry_key: str,
         *,
         auth: Mapping[str, str] | None = None,
+        key_of: KeyOf | None = None,
     ) -> bool:
         """File the request's question as a pointer to ``entry_key``; ``False`` when it is not
         chat-shaped, semantic is off, or something failed (logged, never raised)."""
@@ -229,7 +237,7 @@ class SemanticCache:
         from llm_cache.semantic.partition import partition_for
 
         try:
-            part = partition_for(provider, endpoint, body, scope)
+            part = partition_for(provider, endpoint, body, scope, key_of=key_of)
             if part is None:
                 return False
             embedder, index, _ = self._components()
@@ -249,6 +257,14 @@ class SemanticCache:
             await self._index.forget(match.partition, match.entry_key)
         except Exception as exc:
             self._failed("forget", exc)
+
+    def auth_for(self, url: str, headers: Mapping[str, str]) -> dict[str, str]:
+        """The request's credential headers, for the embedder, only when the request goes to
+        the very upstream the embedder calls: a key is never sent to another provider (an
+        upstream embedder then fails for that request, and it is a plain miss)."""
+        if self._embedding_base is None or not url.startswith(self._embedding_base + "/"):
+            return {}
+        return {h: headers[h] for h in CREDENTIAL_HEADERS if h in headers}
 
     def stats(self) -> dict[str, Any]:
         """Counters of this process: semantic hits, misses, candidates blocked by the
@@ -301,6 +317,41 @@ class SemanticCache:
                 type(exc).__name__,
                 exc,
             )
+
+
+def embedding_base_url(config: Config) -> str | None:
+    """Base URL of the upstream an ``<upstream>:<model>`` embedder calls (``None``: local)."""
+    from llm_cache.semantic.settings import parse_embedder_spec
+
+    kind, _ = parse_embedder_spec(config.semantic_embedder)
+    if kind == "local":
+        return None
+    bases = {"openai": config.openai_base_url, **config.upstreams}
+    base = bases.get(kind)
+    return base.rstrip("/") if base else None
+
+
+def semantic_cache_for(
+    config: Config, storage: CacheStorage, client_for: Callable[[str], Any]
+) -> SemanticCache | None:
+    """The proxy's semantic cache: ``None`` when it is off, or when it cannot start (the
+    reason is logged and the proxy serves exact hits only). ``client_for(upstream_name)``
+    returns the proxy's pooled ``httpx2.AsyncClient`` for that upstream."""
+    if not config.semantic:
+        return None
+    from llm_cache.semantic.embedders import http_embeddings_call
+
+    bases = {"openai": config.openai_base_url, **config.upstreams}
+    cache = SemanticCache(config, storage, embeddings_call=http_embeddings_call(bases, client_for))
+    try:
+        cache.prepare()
+    except Exception as exc:
+        logger.error("semantic cache disabled: %s: %s", type(exc).__name__, exc)
+        return None
+    logger.info(
+        "semantic cache on: embedder %s, threshold %.2f", config.semantic_embedder, cache.threshold
+    )
+    return cache
 
 
 def index_for(storage: CacheStorage, max_entries: int) -> VectorIndex:

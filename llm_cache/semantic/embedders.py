@@ -190,16 +190,18 @@ class UpstreamEmbedder:
         return normalize_rows(parse_embeddings_answer(answer, len(texts)))
 
 
-def http_embeddings_call(base_urls: Mapping[str, str], client: Any) -> EmbeddingsCall:
+def http_embeddings_call(
+    base_urls: Mapping[str, str], client_for: Callable[[str], Any]
+) -> EmbeddingsCall:
     """An :data:`EmbeddingsCall` that POSTs to ``{base_urls[upstream]}/embeddings`` with
-    ``client`` (an ``httpx2.AsyncClient``, the proxy's pooled one), forwarding the request's
-    credential headers. ``base_urls``: ``{"openai": config.openai_base_url, **upstreams}``."""
+    ``client_for(upstream)`` (an ``httpx2.AsyncClient``: the proxy's pooled one), sending the
+    given credential headers. ``base_urls``: ``{"openai": openai_base_url, **upstreams}``."""
 
     async def call(upstream: str, model: str, texts: Sequence[str], auth: Mapping[str, str]) -> Any:
         base = base_urls.get(upstream)
         if base is None:
             raise EmbedderError(f"no upstream named {upstream!r} for the semantic embedder")
-        response = await client.post(
+        response = await client_for(upstream).post(
             base.rstrip("/") + "/embeddings",
             json={"model": model, "input": list(texts), "encoding_format": "float"},
             headers=dict(auth),

@@ -38,6 +38,8 @@ def partition_for(
     endpoint: str,
     body: Mapping[str, Any],
     scope: str = "",
+    *,
+    key_of: Callable[[Mapping[str, Any]], str] | None = None,
 ) -> Partition | None:
     """The partition of a chat-style request, or ``None`` when it has no last user text.
 
@@ -46,6 +48,11 @@ def partition_for(
     exact key (fields that never enter it already dropped); ``scope`` carries whatever else
     separates entries (namespace, tenant, key headers): requests with different scopes never
     share a partition.
+
+    ``key_of`` (the engine's exact-key function for this request) replaces that hashing: the
+    partition is then the exact key of the request with its last user text taken out, so it
+    covers whatever the exact key covers (URL, key headers, namespace, tenant...), by
+    construction.
     """
     shape = _shape_of(endpoint, body)
     if shape is None:
@@ -54,6 +61,8 @@ def partition_for(
     text = shape(copy)
     if text is None or not text.strip():
         return None
+    if key_of is not None:
+        return Partition(key_of(copy), text)
     payload = {
         "schema": PARTITION_SCHEMA,
         "provider": provider.lower(),
@@ -73,7 +82,7 @@ def _shape_of(endpoint: str, body: Mapping[str, Any]) -> _Extractor | None:
         return _take_messages  # OpenAI chat completions, Anthropic messages
     if path.endswith("/responses"):
         return _take_responses_input
-    if path.endswith(":generateContent") or path.endswith(":streamGenerateContent"):
+    if path.lower().endswith("generatecontent"):  # Gemini's (stream)GenerateContent
         return _take_gemini_contents
     return None
 

@@ -61,6 +61,7 @@ class SQLiteIndex(VectorIndex):
                 self.db_path, timeout=10.0, isolation_level=None, check_same_thread=False
             )
             conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA synchronous = NORMAL")  # a lost vector is only a lost hint
             for statement in _SCHEMA:
                 conn.execute(statement)
             self._conn = conn

@@ -1,8 +1,9 @@
-"""A simulated remote embeddings provider speaking OpenAI's ``POST /v1/embeddings`` format.
+"""A simulated remote OpenAI-style provider with a real embeddings endpoint.
 
-Its vectors come from a real model (the local WordLlama weights), so paraphrases really are
-close, as with a hosted embedding model. It checks the bearer token and records each call.
-Lifespan events are accepted so uvicorn can run it.
+``POST /v1/embeddings`` answers vectors from a real model (the local WordLlama weights), so
+paraphrases really are close, as with a hosted embedding model; ``POST /v1/chat/completions``
+answers (JSON only) with a text that depends on the question, so a wrong hit shows. The bearer
+token is checked on embeddings; calls are recorded. Lifespan events are accepted for uvicorn.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class EmbeddingUpstream:
         self.model = WordLlamaEmbedder()
         self.calls: list[dict[str, Any]] = []
         self.fail_with: int | None = None
+        self.chats = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -38,6 +40,8 @@ class EmbeddingUpstream:
             if not message.get("more_body"):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if scope["path"] == "/v1/chat/completions" and scope["method"] == "POST":
+            return await self._chat(send, orjson.loads(body))
         if scope["path"] != "/v1/embeddings" or scope["method"] != "POST":
             return await self._send(send, 404, {"error": {"message": "not found"}})
         if headers.get("authorization") != f"Bearer {API_KEY}":
@@ -53,6 +57,23 @@ class EmbeddingUpstream:
             for i, v in enumerate(vectors)
         ]
         await self._send(send, 200, {"object": "list", "data": data, "model": request["model"]})
+
+    async def _chat(self, send: Any, request: dict[str, Any]) -> None:
+        self.chats += 1
+        question = request["messages"][-1]["content"]
+        message = {"role": "assistant", "content": f"answer #{self.chats} to {question}"}
+        await self._send(
+            send,
+            200,
+            {
+                "id": f"chatcmpl-{self.chats}",
+                "object": "chat.completion",
+                "created": 1,
+                "model": request["model"],
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+            },
+        )
 
     @staticmethod
     async def _send(send: Any, status: int, payload: dict[str, Any]) -> None:

@@ -217,7 +217,7 @@ async def test_upstream_embedder(embedding_upstream: tuple[EmbeddingUpstream, st
     app, url = embedding_upstream
     app.calls.clear()
     async with httpx2.AsyncClient() as client:
-        call = http_embeddings_call({"openai": f"{url}/v1"}, client)
+        call = http_embeddings_call({"openai": f"{url}/v1"}, lambda _: client)
         cfg = config(semantic_embedder="openai:text-embedding-3-small")
         cache = SemanticCache(cfg, MemoryStorage(max_size=10), embeddings_call=call)
         auth = {"authorization": f"Bearer {API_KEY}"}
@@ -258,10 +258,29 @@ async def test_vectors_of_another_embedder_are_never_compared(
         remote = SemanticCache(
             config(semantic_embedder="openai:m"),
             storage,
-            embeddings_call=http_embeddings_call({"openai": f"{url}/v1"}, client),
+            embeddings_call=http_embeddings_call({"openai": f"{url}/v1"}, lambda _: client),
         )
         auth = {"authorization": f"Bearer {API_KEY}"}
         question = chat("Could you tell me what the capital of France is?")
         assert await remote.lookup("openai", CHAT, question, "", auth=auth) is None
         assert await local.lookup("openai", CHAT, question, "") is not None
     storage.close()
+
+
+def test_credentials_go_only_to_the_embedders_own_upstream() -> None:
+    cfg = config(
+        semantic_embedder="openai:text-embedding-3-small",
+        openai_base_url="https://api.openai.com/v1",
+        upstreams={"groq": "https://api.groq.com/openai/v1"},
+    )
+    cache = SemanticCache(cfg, MemoryStorage(max_size=10))
+    headers = {"authorization": "Bearer sk-1", "x-api-key": "ant", "accept": "json"}
+    assert cache.auth_for("https://api.openai.com/v1/chat/completions", headers) == {
+        "authorization": "Bearer sk-1",
+        "x-api-key": "ant",
+    }
+    assert cache.auth_for("https://api.groq.com/openai/v1/chat/completions", headers) == {}
+    assert cache.auth_for("https://api.anthropic.com/v1/messages", headers) == {}
+    assert cache.auth_for("https://api.openai.com/v1evil/x", headers) == {}
+    local = SemanticCache(config(), MemoryStorage(max_size=10))
+    assert local.auth_for("https://api.openai.com/v1/chat/completions", headers) == {}
