@@ -63,6 +63,24 @@ class PartitionVectors:
         self.keys.append(entry_key)
         self.texts.append(text)
 
+    def extend(self, keys: list[str], texts: list[str], matrix: Vectors) -> None:
+        """Append many rows at once (a partition read from storage); rows whose key is
+        already present (or repeated) replace it, in order."""
+        if len(set(keys)) != len(keys) or not self._where.keys().isdisjoint(keys):
+            for row, key in enumerate(keys):
+                self.add(key, texts[row], matrix[row])
+            return
+        needed = self._rows + len(keys)
+        if needed > self._matrix.shape[0]:
+            grown = np.empty((max(needed, 2 * self._rows), self._matrix.shape[1]), np.float32)
+            grown[: self._rows] = self._matrix[: self._rows]
+            self._matrix = grown
+        self._matrix[self._rows : needed] = matrix
+        self._where.update(zip(keys, range(self._rows, needed), strict=True))
+        self.keys.extend(keys)
+        self.texts.extend(texts)
+        self._rows = needed
+
     def remove(self, entry_key: str) -> bool:
         row = self._where.pop(entry_key, None)
         if row is None:
@@ -81,7 +99,9 @@ class PartitionVectors:
         """Up to ``limit`` rows with cosine >= ``threshold``, best first."""
         if not self._rows or vector.shape[-1] != self._matrix.shape[1]:
             return []
-        scores = self._matrix[: self._rows] @ vector.reshape(-1)
+        # einsum runs on this thread: BLAS's threaded matvec is faster alone but spikes badly
+        # when the cores are busy (p95 16-40 ms against einsum's ~7 ms, measured here)
+        scores = np.einsum("ij,j->i", self._matrix[: self._rows], vector.reshape(-1))
         above = np.flatnonzero(scores >= threshold)
         if above.size > limit:
             above = above[np.argpartition(-scores[above], limit - 1)[:limit]]
@@ -175,3 +195,11 @@ def pack_vector(vector: Vectors) -> bytes:
 
 def unpack_vector(data: bytes) -> Vectors:
     return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
+def unpack_vectors(blobs: list[bytes]) -> Vectors | None:
+    """Many packed vectors as one matrix; ``None`` when their sizes differ."""
+    if not blobs or len({len(b) for b in blobs}) != 1:
+        return None
+    flat = np.frombuffer(b"".join(blobs), dtype="<f4")
+    return flat.reshape(len(blobs), -1).astype(np.float32)

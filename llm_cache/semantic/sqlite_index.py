@@ -24,6 +24,7 @@ from llm_cache.semantic.index import (
     VectorIndex,
     pack_vector,
     unpack_vector,
+    unpack_vectors,
 )
 
 _SCHEMA = (
@@ -131,14 +132,16 @@ class SQLiteIndex(VectorIndex):
                 "WHERE partition = ? AND id > ? ORDER BY id",
                 (partition, last_id),
             ).fetchall()
-            for row_id, entry_key, text, blob in rows:
-                stored = unpack_vector(blob)
+            if rows:
+                matrix = unpack_vectors([r[3] for r in rows])
+                if matrix is None:  # mixed sizes cannot happen within one vector space
+                    matrix = np.stack([unpack_vector(r[3]) for r in rows])
                 if block is None:
-                    block = PartitionVectors(stored.shape[0])
+                    block = PartitionVectors(matrix.shape[1])
                 before = len(block)
-                block.add(entry_key, text, stored)
+                block.extend([r[1] for r in rows], [r[2] for r in rows], matrix)
                 self._mirrored_rows += len(block) - before
-                last_id = row_id
+                last_id = rows[-1][0]
             if block is None:
                 return []
             self._mirror[partition] = (block, last_id)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from llm_cache.semantic.embedders import normalize_rows
-from llm_cache.semantic.index import MemoryIndex, VectorIndex
+from llm_cache.semantic.index import MemoryIndex, PartitionVectors, VectorIndex
 from llm_cache.semantic.redis_index import RedisIndex
 from llm_cache.semantic.sqlite_index import SQLiteIndex
 
@@ -121,3 +121,17 @@ async def test_limit_returns_the_best_in_order(make_index: Callable[..., VectorI
     best = await index.candidates("p", query, -1.0, limit=5)
     expected = np.argsort(-(vectors @ query))[:5]
     assert [c.entry_key for c in best] == [f"k{i}" for i in expected]
+
+
+def test_partition_vectors_extend_replaces_repeated_keys() -> None:
+    block = PartitionVectors(DIM)
+    block.add("a", "old a", vec(1, 0))
+    block.extend(["b", "a"], ["b", "new a"], np.stack([vec(0, 1), vec(0, 0, 1)]))
+    assert sorted(zip(block.keys, block.texts, strict=True)) == [("a", "new a"), ("b", "b")]
+    block.extend(["c", "c"], ["c1", "c2"], np.stack([vec(1, 1), vec(1, -1)]))
+    found = block.search(vec(1, -1), 0.99, 5)
+    assert [(c.entry_key, c.text) for c in found] == [("c", "c2")]
+    many = [f"k{i}" for i in range(100)]
+    block.extend(many, many, normalize_rows(np.ones((100, DIM))))
+    assert len(block) == 103
+    assert block.search(vec(0, 0, 1), 0.99, 5)[0].entry_key == "a"
