@@ -26,6 +26,7 @@ examples:
   llm-cache stats                      entries, hits, misses, hit rate
   llm-cache clear --yes                remove every entry
   llm-cache config                     the settings in force (secrets masked)
+  llm-cache calibrate pairs.jsonl      semantic cache precision/recall on your pairs
 
 then point an SDK at the proxy:
   OpenAI(base_url="http://localhost:8000/v1")
@@ -55,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
     sub.add_parser("config", help="print the settings in force (secrets masked)")
+
+    from llm_cache.semantic import calibrate as semantic_calibrate
+
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="measure the semantic cache on your own labelled question pairs",
+        description=semantic_calibrate.DESCRIPTION,
+    )
+    semantic_calibrate.add_arguments(calibrate)
     return parser
 
 
@@ -70,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
 
             run_from_args(args)
             return 0
+        if args.command == "calibrate":
+            from llm_cache.semantic.calibrate import run as run_calibrate
+
+            return run_calibrate(args)
         config = Config()
         if args.command == "config":
             print(orjson.dumps(config.to_dict(), option=orjson.OPT_INDENT_2).decode())

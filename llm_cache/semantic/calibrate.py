@@ -21,13 +21,12 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
-from llm_cache.semantic.embedders import Embedder, EmbedderError, build_embedder
-from llm_cache.semantic.judge import Judge
+if TYPE_CHECKING:
+    from llm_cache.semantic.embedders import Embedder
 
 MAX_FALSE_HIT_RATE = 0.01
 
@@ -104,6 +103,10 @@ async def score_pairs(
     pairs: Sequence[LabelledPair], embedder: Embedder, *, guards: bool = True
 ) -> list[ScoredPair]:
     """Similarity and the guards' verdict for each pair (``a`` asked, ``b`` stored)."""
+    import numpy as np
+
+    from llm_cache.semantic.judge import Judge
+
     judge = Judge(embedder, guards=guards)
     vectors_a = await embedder.embed([p.a for p in pairs])
     vectors_b = await embedder.embed([p.b for p in pairs])
@@ -171,15 +174,21 @@ def render_table(rows: Sequence[Row]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="llm-cache calibrate",
-        description=(
-            "Measure the semantic cache on your own labelled question pairs: recall and false "
-            "hits per threshold, and the lowest threshold that keeps false hits within the "
-            "limit. FILE is JSON Lines: "
-            '{"a": "...", "b": "...", "same": true|false, "kind": "optional group"}.'
-        ),
-    )
+    parser = argparse.ArgumentParser(prog="llm-cache calibrate", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+DESCRIPTION = (
+    "Measure the semantic cache on your own labelled question pairs: recall and false "
+    "hits per threshold, and the lowest threshold that keeps false hits within the "
+    "limit. FILE is JSON Lines: "
+    '{"a": "...", "b": "...", "same": true|false, "kind": "optional group"}.'
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``llm-cache calibrate`` (also used by the main ``llm-cache`` parser)."""
     parser.add_argument("file", metavar="FILE", help="labelled pairs (JSON Lines; - for stdin)")
     parser.add_argument(
         "--embedder",
@@ -196,10 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-guards", action="store_true", help="similarity alone (to compare)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        from llm_cache.semantic.embedders import EmbedderError, build_embedder
+    except ImportError as exc:
+        print(f"llm-cache calibrate: {exc}; pip install 'llm-caching[semantic]'", file=sys.stderr)
+        return 2
     try:
         pairs = load_pairs(args.file)
         embedder = build_embedder(args.embedder)
@@ -234,7 +247,13 @@ def run(args: argparse.Namespace) -> int:
         f"{chosen.threshold:.2f} (recall {100 * chosen.recall:.1f}%, "
         f"{chosen.false_hits} false hits of {chosen.negatives})"
     )
-    print(f"set it with LLM_CACHE_SEMANTIC_THRESHOLD={chosen.threshold:.2f}\n\nat that threshold:")
+    print(f"set it with LLM_CACHE_SEMANTIC_THRESHOLD={chosen.threshold:.2f}")
+    if chosen.negatives < 100:
+        print(
+            f"(only {chosen.negatives} different pairs: one false hit is "
+            f"{100 / max(chosen.negatives, 1):.1f}%; label more for a firmer figure)"
+        )
+    print("\nat that threshold:")
     for kind, (answered, total) in sorted(by_kind(scored, chosen.threshold).items()):
         print(f"  {kind:<12} {answered:3d} of {total:3d} answered")
     return 0

@@ -121,3 +121,23 @@ def test_cli_prints_the_table_and_the_chosen_threshold(
     assert result["chosen"]["false_hits"] == 0
     assert main([str(tmp_path / "missing.jsonl")]) == 2
     assert "llm-cache calibrate:" in capsys.readouterr().err
+
+
+def test_llm_cache_calibrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from llm_cache.cli import main as cli_main
+
+    assert cli_main(["calibrate", str(DATA.parent / "heldout.jsonl"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pairs"] == len(load_pairs(DATA.parent / "heldout.jsonl"))
+    assert result["embedder"].startswith("local:wordllama/")
+    assert result["chosen"]["false_hit_rate"] <= 0.01
+
+
+def test_held_out_pairs_at_the_default_threshold() -> None:
+    """Pairs written after the guards were fixed: no false hit, most paraphrases answered."""
+    held_out = asyncio.run(
+        score_pairs(load_pairs(DATA.parent / "heldout.jsonl"), build_embedder("local"))
+    )
+    (row,) = table(held_out, [DEFAULT_THRESHOLD])
+    assert row.false_hits == 0
+    assert row.recall >= 0.8
