@@ -221,7 +221,7 @@ class HttpCache:
             return await self._passthrough(
                 req, controls.raw, send_upstream, event, started, ev.BYPASS
             )
-        tenant = await self._tenant(req)
+        tenant = await self._tenant(req) if self.isolate_by == "api_key" else ""
         key = exchange_key(match, req.url, body, req.header_map, controls.namespace, tenant)
         event.key = key
         want_stream = provider.wants_stream(match, body)

@@ -244,6 +244,27 @@ def create_app(config: Config | None = None, storage: CacheStorage | None = None
     return ProxyApp(config if config is not None else Config(), storage)
 
 
+class LazyApp:
+    """The module-level ``app``: ``uvicorn llm_cache.proxy.server:app`` works, and importing
+    this module still opens no file and no connection (the proxy is built from ``Config()`` on
+    the first ASGI call)."""
+
+    def __init__(self) -> None:
+        self._app: ProxyApp | None = None
+
+    @property
+    def proxy(self) -> ProxyApp:
+        if self._app is None:
+            self._app = create_app(Config())
+        return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.proxy(scope, receive, send)
+
+
+app = LazyApp()
+
+
 def app_factory() -> ProxyApp:
     """For ``uvicorn --factory`` and worker processes: configuration from the environment."""
     return create_app(Config())
