@@ -230,3 +230,46 @@ def test_an_upstream_embedder(start_proxy: ProxyFactory) -> None:
         # a client whose key the embedder refuses still gets its answer (fail-open)
         refused = ask(client_for(proxy, api_key="sk-wrong"), "Name the capital of France.")
         assert refused.headers["x-cache-status"] == "MISS"
+
+
+def test_namespaces_never_share_semantic_answers(semantic_proxy: Proxy, upstream: Upstream) -> None:
+    client = client_for(semantic_proxy)
+    ask(client, FRANCE, headers={"X-Cache-Namespace": "team-a"})
+    wait_stored(semantic_proxy, 1)
+    other = ask(client, FRANCE_AGAIN, headers={"X-Cache-Namespace": "team-b"})
+    assert other.headers["x-cache-status"] == "MISS"
+    none = ask(client, "Name the capital of France.")
+    assert none.headers["x-cache-status"] == "MISS"
+    same = ask(
+        client,
+        "Could you tell me what the capital of France is?",
+        headers={"X-Cache-Namespace": "team-a"},
+    )
+    assert same.headers["x-cache-status"] == "SEMANTIC-HIT"
+
+
+def test_tenants_never_share_semantic_answers(
+    start_proxy: ProxyFactory, upstream: Upstream
+) -> None:
+    with start_proxy(semantic=True, isolate_by="api_key", secret="s3cret") as proxy:
+        ask(client_for(proxy, api_key="sk-alice"), FRANCE)
+        wait_stored(proxy, 1)
+        bob = ask(client_for(proxy, api_key="sk-bob"), FRANCE_AGAIN)
+        assert bob.headers["x-cache-status"] == "MISS"
+        alice = ask(client_for(proxy, api_key="sk-alice"), FRANCE_AGAIN)
+        assert alice.headers["x-cache-status"] == "SEMANTIC-HIT"
+
+
+def test_max_age_applies_to_semantic_hits(semantic_proxy: Proxy, upstream: Upstream) -> None:
+    client = client_for(semantic_proxy)
+    ask(client, FRANCE)
+    wait_stored(semantic_proxy, 1)
+    time.sleep(1.1)
+    old = ask(client, FRANCE_AGAIN, headers={"Cache-Control": "max-age=1"})
+    assert old.headers["x-cache-status"] == "MISS"
+    fresh = ask(
+        client,
+        "Could you tell me what the capital of France is?",
+        headers={"Cache-Control": "max-age=60"},
+    )
+    assert fresh.headers["x-cache-status"] == "SEMANTIC-HIT"
