@@ -10,6 +10,7 @@ that makes every process drop its mirror and re-read. Calls run in a worker thre
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -37,8 +38,17 @@ _SCHEMA = (
         UNIQUE (partition, entry_key))""",
     "CREATE INDEX IF NOT EXISTS semantic_vectors_by_partition ON semantic_vectors (partition, id)",
     "CREATE TABLE IF NOT EXISTS semantic_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS semantic_vectors_by_entry ON semantic_vectors (entry_key)",
 )
+#: When the cache's own ``entries`` table is in the same file, a vector goes with its entry:
+#: eviction, expiry, ``delete`` and ``clear`` remove the question's text and vector at once
+#: (nothing of a cleared cache stays behind). Without it, pointers are dropped lazily.
+_FOLLOW_ENTRIES = """CREATE TRIGGER IF NOT EXISTS semantic_vectors_follow_entries
+    AFTER DELETE ON entries BEGIN
+        DELETE FROM semantic_vectors WHERE entry_key = old.key;
+    END"""
 _PRUNE_EVERY = 64
+logger = logging.getLogger("llm_cache.semantic")
 
 
 class SQLiteIndex(VectorIndex):
@@ -65,8 +75,20 @@ class SQLiteIndex(VectorIndex):
             conn.execute("PRAGMA synchronous = NORMAL")  # a lost vector is only a lost hint
             for statement in _SCHEMA:
                 conn.execute(statement)
+            self._follow_entries(conn)
             self._conn = conn
         return self._conn
+
+    @staticmethod
+    def _follow_entries(conn: sqlite3.Connection) -> None:
+        has_entries = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'"
+        ).fetchone()
+        if has_entries:
+            try:
+                conn.execute(_FOLLOW_ENTRIES)
+            except sqlite3.Error as exc:  # another layout: pointers are dropped lazily
+                logger.debug("semantic vectors will not follow entries: %s", exc)
 
     def _read_generation(self, conn: sqlite3.Connection) -> int:
         row = conn.execute("SELECT value FROM semantic_meta WHERE name = 'generation'").fetchone()

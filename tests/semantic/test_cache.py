@@ -284,3 +284,20 @@ def test_credentials_go_only_to_the_embedders_own_upstream() -> None:
     assert cache.auth_for("https://api.openai.com/v1evil/x", headers) == {}
     local = SemanticCache(config(), MemoryStorage(max_size=10))
     assert local.auth_for("https://api.openai.com/v1/chat/completions", headers) == {}
+
+
+async def test_sqlite_vectors_follow_their_entries(tmp_path: Path) -> None:
+    """Deleting, evicting or clearing entries removes their questions from the index too."""
+    storage = SQLiteStorage(db_path=str(tmp_path / "cache.db"), max_size=2)
+    cache = SemanticCache(config(), storage)
+    for i, question in enumerate(["What is DNA?", "How do I boil an egg?", "Who wrote Emma?"]):
+        storage.set(f"k{i}", {"answer": i})  # the third evicts the first
+        await cache.remember("openai", CHAT, chat(question), "", f"k{i}")
+    index = cache._index
+    assert isinstance(index, SQLiteIndex)
+    assert await index.size() == 2
+    storage.delete("k1")
+    assert await index.size() == 1
+    storage.clear()
+    assert await index.size() == 0
+    storage.close()
