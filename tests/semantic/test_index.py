@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,32 @@ def test_partition_vectors_extend_replaces_repeated_keys() -> None:
     block.extend(many, many, normalize_rows(np.ones((100, DIM))))
     assert len(block) == 103
     assert block.search(vec(0, 0, 1), 0.99, 5)[0].entry_key == "a"
+
+
+async def test_redis_index_on_a_cluster(redis_cluster: Any) -> None:
+    """Every key of the index carries the namespace's hash tag: no command crosses slots."""
+    from llm_cache.cache.redis_storage import RedisStorage
+
+    storage = RedisStorage(cluster=True, url=redis_cluster.url, namespace=f"t-{uuid.uuid4().hex}")
+    vectors = normalize_rows(np.random.default_rng(11).normal(size=(12, DIM)))
+    one = RedisIndex(storage._aclient, storage.namespace, max_entries=5, max_partitions=3)
+    two = RedisIndex(storage._aclient, storage.namespace)
+    try:
+        for i in range(12):  # past the cap: the log is trimmed to the newest 5
+            await one.add("p0", f"q{i}", vectors[i], f"k{i}")
+        await one.forget("p0", "k11")
+        assert [c.entry_key for c in await two.candidates("p0", vectors[8], 0.999)] == ["k8"]
+        assert await two.search("p0", vectors[2], 0.999) is None  # trimmed away
+        assert await two.search("p0", vectors[11], 0.999) is None  # forgotten
+        for name in ("p1", "p2", "p3"):  # a fourth partition prunes the oldest (p0)
+            await one.add(name, "q", vec(0, 1), "k")
+        assert (
+            await RedisIndex(storage._aclient, storage.namespace).search("p0", vec(1, 8), 0.0)
+            is None
+        )
+        assert (await two.search("p3", vec(0, 1), 0.999)) == ("k", pytest.approx(1.0))
+        await one.clear()
+        assert await two.search("p3", vec(0, 1), 0.0) is None
+    finally:
+        storage.clear()
+        await storage.aclose()
