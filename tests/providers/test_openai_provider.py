@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -506,7 +507,7 @@ async def fake_stream(body: dict[str, Any]) -> bytes:
         return r.content
 
 
-async def test_responses_stream_to_full_and_no_full_to_stream() -> None:
+async def test_responses_stream_to_full_and_back() -> None:
     body = {"model": "gpt-4o-mini", "input": "hello", "stream": True}
     wire = await fake_stream(body)
     events = parse_in_pieces(wire, 5)
@@ -515,7 +516,15 @@ async def test_responses_stream_to_full_and_no_full_to_stream() -> None:
     assert full is not None
     response = Response.model_validate(full)
     assert response.status == "completed" and "hello" in response.output_text
-    assert P.response_to_events("/responses", full, body) is None
+    # full -> stream: the event sequence the upstream itself sent, ending in the same response
+    synthesized = P.response_to_events("/responses", full, body)
+    assert synthesized is not None
+    # (the text arrives in one delta instead of several)
+    real_kinds = [kind for kind, _ in itertools.groupby(e.event for e in events)]
+    assert [e.event for e in synthesized] == real_kinds
+    assert [e.json()["sequence_number"] for e in synthesized] == list(range(len(synthesized)))
+    assert P.stream_finished("/responses", synthesized)
+    assert P.events_to_response("/responses", synthesized) == full
     # aborted or failed streams are not finished
     assert not P.stream_finished("/responses", events[:-1])
     assert P.events_to_response("/responses", events[:-1]) is None
