@@ -7,8 +7,10 @@ dicts merged key by key (``audio``: ``id``/``transcript``/``data`` fragments, th
 ``expires_at``), lists of entries with an ``index`` merged entry by entry (OpenRouter's
 ``reasoning_details``), other lists extended (``annotations``), ``index`` and ``type`` replaced.
 Where the SDK would fail (a second list of dicts without ``index``), the entries are appended.
-Two deliberate differences, for upstreams that repeat a field in every chunk: ``role`` and a
-tool call's ``id``/``type`` are replaced, not concatenated.
+One deliberate difference, for upstreams that repeat a label in every fragment (OpenRouter sends
+``"format": "unknown"`` with each ``reasoning_details`` piece, and its own full answer has it
+once): labels (``role``, ``id``, ``format``, and a tool call's ``type``) are replaced, not
+concatenated.
 
 Full → stream spells each choice out in a few chunks (role, then one chunk per part, then the
 finish reason), with the usage chunk when the request asked for it.
@@ -40,6 +42,8 @@ __all__ = [
 #: Per-chunk fields that do not belong to the merged response.
 CHUNK_ONLY = frozenset({"object", "choices", "usage", "obfuscation"})
 _MESSAGE_CORE = ("role", "content", "refusal", "tool_calls", "function_call")
+#: Keys whose value is replaced by a later fragment, never concatenated to it.
+_LABELS = frozenset({"index", "type", "role", "id", "format"})
 _EMPTY_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 
 
@@ -154,7 +158,7 @@ def accumulate(acc: dict[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
             acc[key] = _merge_list([], value) if _indexed(value) else copy.deepcopy(value)
         elif value is None:
             continue
-        elif key in ("index", "type"):
+        elif key in _LABELS:
             acc[key] = value
         elif (isinstance(current, str) and isinstance(value, str)) or (
             _number(current) and _number(value)
