@@ -166,7 +166,8 @@ class HttpCache:
         self.engine = engine
         self.bus = bus if bus is not None else EventBus()
         self.flights = FlightTables()
-        #: Upstream URLs that answered 4xx to a body rewritten by ``upstream_body``.
+        #: Upstream URLs that refused a body rewritten by ``upstream_body`` but took the
+        #: client's own: they get the client's body from then on.
         self._rejects_rewrite: set[str] = set()
 
     # -- the sequence -------------------------------------------------------------------------
@@ -619,12 +620,15 @@ async def _client_view(chunks: AsyncIterator[bytes], call: _Call) -> AsyncIterat
     def view(frames: list[bytes]) -> bytes:
         return b"".join(provider.client_frames(endpoint, frames, call.body))
 
-    async for chunk in chunks:
-        frames = splitter.feed(chunk)
-        if frames:
-            data = view(frames)
-            if data:
-                yield data
+    try:
+        async for chunk in chunks:
+            frames = splitter.feed(chunk)
+            if frames:
+                data = view(frames)
+                if data:
+                    yield data
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
     rest = splitter.finish()
     if rest:
         data = view(rest)
