@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from llm_cache.cache.key_generator import CREDENTIAL_FIELDS, key_for
+from llm_cache.cache.key_generator import key_for, normalize_request_params
 from llm_cache.engine.entry import Entry
 from llm_cache.providers.base import CREDENTIAL_QUERY, ProviderSpec, RouteMatch
 
@@ -142,16 +142,7 @@ def exchange_key(
     provider = match.provider
     parts = urlsplit(url)
     excluded = provider.excluded_fields_for(match.endpoint)
-    kept = provider.key_body(
-        match.endpoint,
-        {
-            k: v
-            for k, v in body.items()
-            if k not in excluded
-            and k.lower() not in CREDENTIAL_FIELDS
-            and not k.startswith(CONTROL_PREFIX)
-        },
-    )
+    kept = provider.key_body(match.endpoint, normalize_request_params(body, excluded))
     material: dict[str, Any] = {
         "origin": f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}".lower(),
         "prefix": match.prefix,
