@@ -12,7 +12,7 @@ What a descriptor declares:
   converts on, and whether the path itself says "stream" (Gemini, Bedrock) or the body does.
 * ``passthrough_prefixes``: other paths of the provider, forwarded uncached by the proxy.
 * ``framing``: the stream codec (SSE, NDJSON, AWS event-stream), see ``Framing``.
-* key rules per endpoint: ``key_headers``, ``excluded_fields``, ``key_query``;
+* key rules per endpoint: ``key_headers``, ``excluded_fields``, ``key_body``, ``key_query``;
   ``never_cache`` for requests whose answer depends on mutable server-side state.
 * end of stream / errors: ``stream_finished``, ``body_is_error``.
 * conversions both ways: ``events_to_response`` and ``response_to_events``.
@@ -257,6 +257,12 @@ class ProviderSpec:
         """Body fields kept out of the key for ``endpoint``."""
         return self.excluded_fields
 
+    def key_body(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The body as it enters the key, once ``excluded_fields_for`` is out: a subclass may
+        drop the part of a field one entry serves every value of (``stream_options.include_usage``).
+        """
+        return body
+
     def key_query(self, endpoint: str, query: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Query parameters that enter the key: all but credentials (and, in subclasses,
         those that only pick the framing, such as Gemini's ``alt=sse``)."""
@@ -300,7 +306,8 @@ class ProviderSpec:
         self, endpoint: str, frames: list[Any], request_body: Mapping[str, Any]
     ) -> list[Any]:
         """The stored frames as this client should see them (e.g. without a usage frame it
-        did not ask for). Default: unchanged."""
+        did not ask for). Default: unchanged. Called on whole lists of frames (a hit) and on
+        the frames of each relayed chunk (a miss), so it must judge frame by frame."""
         return frames
 
     # -- answers ------------------------------------------------------------------------------
