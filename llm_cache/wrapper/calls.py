@@ -32,6 +32,7 @@ import enum
 import fractions
 import functools
 import hashlib
+import inspect
 import logging
 import math
 import pathlib
@@ -367,7 +368,7 @@ class Canonicalizer:
         finally:
             del self.stack[oid]
 
-    def _value(self, value: Any, t: type, path: str) -> Any:  # noqa: C901 - one dispatch
+    def _value(self, value: Any, t: type, path: str) -> Any:
         if t is list or t is tuple:
             return {t.__name__: [self.value(v, f"{path}[{i}]") for i, v in enumerate(value)]}
         if t is dict:
@@ -379,7 +380,7 @@ class Canonicalizer:
             return {t.__name__: bytes(value).hex()}
         if isinstance(value, enum.Enum):
             return {"enum": type_path(t), "name": value.name}
-        if isinstance(value, _REPR_TYPES) or isinstance(value, re.Pattern):
+        if isinstance(value, (*_REPR_TYPES, re.Pattern)):
             return {"repr": type_path(t), "v": repr(value)}
         if isinstance(value, types.ModuleType):
             return self._module(value, path)
@@ -414,10 +415,18 @@ class Canonicalizer:
         if isinstance(value, _NEUTRAL_TYPES):
             return {"neutral": type_path(t)}
         if isinstance(value, (str, int, float, bytes)):  # subclasses (not enums)
-            base = next(b for b in (str, int, float, bytes) if isinstance(value, b))
-            return {"sub": type_path(t), "v": self.value(base(value), path), **self._state(value, path)}
+            base: Any = next(b for b in (str, int, float, bytes) if isinstance(value, b))
+            return {
+                "sub": type_path(t),
+                "v": self.value(base(value), path),
+                **self._state(value, path),
+            }
         if isinstance(value, (list, tuple, dict, set, frozenset)):  # subclasses
-            return {"sub": type_path(t), "v": self._container(value, path), **self._state(value, path)}
+            return {
+                "sub": type_path(t),
+                "v": self._container(value, path),
+                **self._state(value, path),
+            }
         numpy_form = _numpy(value)
         if numpy_form is not None:
             return numpy_form
@@ -426,7 +435,11 @@ class Canonicalizer:
         if hasattr(value, "__dict__") or hasattr(t, "__slots__"):
             if not _plain_object_type(t):
                 raise Unkeyable(path, type_path(t))
-            return {"obj": type_path(t), "cls": self._class_body(t, path), **self._state(value, path)}
+            return {
+                "obj": type_path(t),
+                "cls": self._class_body(t, path),
+                **self._state(value, path),
+            }
         raise Unkeyable(path, type_path(t))
 
     # -- pieces ----------------------------------------------------------------------------------
@@ -542,8 +555,8 @@ class Canonicalizer:
                     ]
                     for name, f in fields.items()
                 }
-            annotations = cls.__dict__.get("__annotations__")
-            if isinstance(annotations, dict):
+            annotations = inspect.get_annotations(cls)
+            if annotations:
                 body["annotations"] = {str(k): safe_repr(v) for k, v in annotations.items()}
             for name, attr in sorted(cls.__dict__.items(), key=_first):
                 if name in _SKIP_CLASS_ATTRS or name.startswith(("__pydantic", "_abc_")):
@@ -563,8 +576,10 @@ class Canonicalizer:
             return [self._class_attr(f, path) for f in (attr.fget, attr.fset, attr.fdel) if f]
         if isinstance(attr, types.FunctionType):
             return {"code": code_digest(attr.__code__), "name": attr.__qualname__}
-        if isinstance(attr, dict) and attr and all(
-            isinstance(v, dataclasses.Field) for v in attr.values()
+        if (
+            isinstance(attr, dict)
+            and attr
+            and all(isinstance(v, dataclasses.Field) for v in attr.values())
         ):  # __dataclass_fields__
             return {
                 k: [
@@ -658,9 +673,7 @@ class Canonicalizer:
             if fn.__defaults__:
                 node["defaults"] = self.value(fn.__defaults__, f"defaults of {fn.__qualname__}")
             if fn.__kwdefaults__:
-                node["kwdefaults"] = self.value(
-                    fn.__kwdefaults__, f"defaults of {fn.__qualname__}"
-                )
+                node["kwdefaults"] = self.value(fn.__kwdefaults__, f"defaults of {fn.__qualname__}")
         return node
 
 
@@ -734,7 +747,12 @@ def _numpy(value: Any) -> Any:
         dtype, shape = str(value.dtype), list(getattr(value, "shape", ()))
     except Exception:
         return None
-    return {"numpy": type_path(t), "dtype": dtype, "shape": shape, "sha": hashlib.sha256(raw).hexdigest()}
+    return {
+        "numpy": type_path(t),
+        "dtype": dtype,
+        "shape": shape,
+        "sha": hashlib.sha256(raw).hexdigest(),
+    }
 
 
 def canonical(value: Any, path: str = "value") -> Any:
@@ -810,21 +828,35 @@ class FunctionIdentity:
                 return {"sdk_method": inner.__qualname__}
             return {"method": self._identity(canon, inner)}
         if isinstance(target, functools.partial):
-            return {"partial": self._identity(canon, target.func)}
-        inner_fn = inspect_unwrap(target)
+            return {
+                "partial": self._identity(canon, target.func),
+                "args": canon.value(target.args, "the partial's arguments"),
+                "kw": canon.value(target.keywords, "the partial's keywords"),
+            }
+        layers = _layers(target)
+        inner_fn = layers[-1]
         if isinstance(inner_fn, types.FunctionType):
             if self.code_only:
                 return {"fn": inner_fn.__qualname__, "code": code_digest(inner_fn.__code__)}
             node = canon.function(inner_fn, "function", top=True)
-            if inner_fn is not target and isinstance(target, types.FunctionType):
-                node["decorated"] = code_digest(target.__code__)
+            # decorators written as functions around it (functools.wraps): their code and data
+            outer = [layer for layer in layers[:-1] if isinstance(layer, types.FunctionType)]
+            if outer:
+                node["decorated"] = [canon.value(layer, "decorator") for layer in outer]
             return node
-        if isinstance(target, _BUILTIN_CALLABLES):
-            return canon.value(target, "function")
-        call = getattr(type(target), "__call__", None)
-        if isinstance(call, types.FunctionType):  # a callable object: its class and state
-            return {"callable": canon.value(target, "callable object")}
-        return {"callable": type_path(type(target))}
+        # a builtin, a class, a callable object (its class and state); else refused
+        return {"callable": canon.value(target, "the wrapped callable")}
+
+
+def _layers(func: Any) -> list[Any]:
+    """``func`` and the callables it wraps (``__wrapped__``), outermost first."""
+    layers = [func]
+    while hasattr(layers[-1], "__wrapped__") and len(layers) < 100:
+        inner = layers[-1].__wrapped__
+        if any(inner is layer for layer in layers):
+            break
+        layers.append(inner)
+    return layers
 
 
 def inspect_unwrap(func: Any) -> Any:

@@ -264,9 +264,7 @@ class _Function:
         param = self.signature.parameters.get(name) if self.signature is not None else None
         return param is not None and param.kind is param.VAR_KEYWORD
 
-    def key(
-        self, arguments: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> str:
+    def key(self, arguments: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The cache key; raises ``Unkeyable`` naming what has no key form."""
         material: dict[str, Any] = {
             "wrapper": KEY_VERSION,
@@ -486,9 +484,7 @@ class LLMCacheWrapper:
         try:
             return fn.key(arguments, args, kwargs), arguments
         except Unkeyable as exc:
-            fn.warn(
-                f"{exc}; the call is not cached (pass key= or ignore= to steer the key)"
-            )
+            fn.warn(f"{exc}; the call is not cached (pass key= or ignore= to steer the key)")
             return None
 
     def _wrap_sync(self, fn: _Function) -> Callable[..., Any]:

@@ -250,9 +250,7 @@ class DualRecorder(Recorder, AsyncRecorder):
         return getattr(self._inner, name)
 
 
-def record(
-    result: Any, sink: Chunks, store: StoreSync, astore: StoreAsync
-) -> Any | None:
+def record(result: Any, sink: Chunks, store: StoreSync, astore: StoreAsync) -> Any | None:
     """A recorder around ``result`` when it is a stream, else ``None``."""
     if is_async_iterator(result) and is_iterator(result):
         return DualRecorder(result, sink, store, astore)
