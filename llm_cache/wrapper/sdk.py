@@ -716,6 +716,7 @@ class LLMCacheWrapper:
         return {
             "hits": self.hits,
             "misses": self.misses,
+            "total_requests": self.hits + self.misses,
             "hit_rate": hit_rate_percent(self.hits, self.misses),
             "size": storage.get_size(),
             "max_size": storage.max_size,
