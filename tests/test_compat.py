@@ -196,7 +196,7 @@ def test_invalid_settings_start_with_the_original_wording(
 
 
 def test_overrides_are_checked_with_the_same_words() -> None:
-    with pytest.raises(ValueError, match="^LLM_CACHE_MAX_SIZE must be positive, got 0"):
+    with pytest.raises(ValueError, match=r"^LLM_CACHE_MAX_SIZE must be positive, got 0"):
         Config(env={}, dotenv_path=None, max_size=0)
 
 
