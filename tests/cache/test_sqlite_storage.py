@@ -472,8 +472,8 @@ def fast_recovery(monkeypatch: pytest.MonkeyPatch) -> None:
     """Re-open attempts and file checks at every call instead of every few seconds."""
     import llm_cache.cache.sqlite_storage as module
 
-    monkeypatch.setattr(module, "_REOPEN_INTERVAL", 0.0)
-    monkeypatch.setattr(module, "_CHECK_INTERVAL", 0.0)
+    monkeypatch.setattr(module, "_REOPEN_INTERVAL", 0.0, raising=False)
+    monkeypatch.setattr(module, "_CHECK_INTERVAL", 0.0, raising=False)
 
 
 def log_lines(caplog: pytest.LogCaptureFixture, word: str) -> list[str]:
