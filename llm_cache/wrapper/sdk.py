@@ -35,7 +35,9 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from types import MethodType, ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
-from llm_cache.cache.key_generator import CREDENTIAL_FIELDS, _is_plain, key_for
+import orjson
+
+from llm_cache.cache.key_generator import CREDENTIAL_FIELDS, _is_plain, hash_payload
 from llm_cache.cache.storage import hit_rate_percent
 from llm_cache.engine import CacheEngine
 from llm_cache.wrapper.calls import (
@@ -207,6 +209,10 @@ class _Function:
             self.name = f"{module}.{qualname}"
             self.bound_self = None
         self.sdk = sdk_client_of(bound_self) is not None
+        #: An SDK resource's key form is fixed (its client's settings are set at construction).
+        self.self_form: Any = (
+            Canonicalizer().value(bound_self, "the method's instance") if self.sdk else None
+        )
         self._check_ignore()
         self.identity = FunctionIdentity(func, self.ignore, code_only=key is not None)
         self.metadata_base = {"provider": self.provider, "endpoint": self.name}
@@ -275,9 +281,12 @@ class _Function:
             _put(material, "custom", self.key_fn(*args, **kwargs), "the value of key=")
         else:
             _put(material, "args", arguments, "argument")
-        if self.bound_self is not None:
+        if self.self_form is not None:
+            material["self"] = self.self_form
+        elif self.bound_self is not None:
             material["self"] = Canonicalizer().value(self.bound_self, "the method's instance")
-        return key_for(material)
+        # every part is JSON-native by now: orjson's sorted output is the canonical form
+        return hash_payload(orjson.dumps(material, option=orjson.OPT_SORT_KEYS))
 
     def metadata(self, arguments: dict[str, Any]) -> dict[str, Any]:
         model = arguments.get("model")
