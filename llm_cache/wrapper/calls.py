@@ -24,6 +24,7 @@ it, and the wrapper returns that call uncached with one ``CacheWarning``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import decimal
@@ -35,6 +36,7 @@ import hashlib
 import inspect
 import logging
 import math
+import os
 import pathlib
 import re
 import sys
@@ -42,6 +44,7 @@ import sysconfig
 import threading
 import types
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -96,14 +99,41 @@ def is_library_file(filename: str) -> bool:
     return filename.startswith(_LIBRARY_ROOTS) and not filename.startswith("<")
 
 
+@functools.lru_cache(maxsize=256)
+def package_version(module: str | None) -> str | None:
+    """The installed version of the package ``module`` belongs to, when it can be told."""
+    if not module:
+        return None
+    top = module.partition(".")[0]
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version(top)
+    except (PackageNotFoundError, ValueError):
+        found = getattr(sys.modules.get(top), "__version__", None)
+        return found if isinstance(found, str) else None
+
+
 def _is_user_code(obj: Any) -> bool:
+    """Whether ``obj`` (a function, class or module) is the user's code, not Python's or an
+    installed package's. Built-in and frozen modules are Python's."""
     code = getattr(obj, "__code__", None)
     if isinstance(code, types.CodeType):
         return not is_library_file(code.co_filename)
-    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    if isinstance(obj, types.ModuleType):
+        module: Any = obj
+        name = obj.__name__
+    else:
+        name = getattr(obj, "__module__", None) or ""
+        module = sys.modules.get(name)
     filename = getattr(module, "__file__", None)
     if module is None or filename is None:
-        return getattr(obj, "__module__", None) in ("__main__", None)
+        if name in sys.builtin_module_names or name == "builtins":
+            return False
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and spec.origin in ("built-in", "frozen"):
+            return False
+        return name in ("__main__", "")  # run from stdin, exec'd into a fresh namespace
     return not is_library_file(str(filename))
 
 
@@ -535,13 +565,32 @@ class Canonicalizer:
         return {"class": type_path(cls), "body": self._class_body(cls, path)}
 
     def _class_body(self, cls: type, path: str) -> Any:
-        """A user class's own definition (methods' code, fields, class data); ``None`` for
-        classes from Python or installed packages, which only change with their version."""
+        """A user class's own definition (methods' code, fields, class data) as a digest;
+        ``None`` for classes from Python or installed packages (their version fixes them).
+
+        Kept per class while none of its attributes is rebound (``Bot.persona = ...`` is seen).
+        """
         if not _is_user_code(cls):
             return None
+        stamp = tuple(map(id, cls.__dict__.values()))
+        known = _class_digests.get(cls)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        building = _building_classes()
+        if cls in building:
+            return {"classref": type_path(cls)}
+        building.add(cls)
+        try:
+            body = Canonicalizer(self.ignore)._class_definition(cls, path)
+        finally:
+            building.discard(cls)
+        digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        with contextlib.suppress(TypeError):  # a class that cannot be weakly referenced
+            _class_digests[cls] = (stamp, digest)
+        return digest
+
+    def _class_definition(self, cls: type, path: str) -> Any:
         oid = id(cls)
-        if oid in self.stack:
-            return {"ref": self.stack[oid]}
         self.stack[oid] = len(self.stack)
         try:
             body: dict[str, Any] = {}
@@ -616,7 +665,10 @@ class Canonicalizer:
             "fn": f"{getattr(fn, '__module__', None)}:{fn.__qualname__}",
             "code": code_digest(code),
         }
-        if not top and not _is_user_code(fn):
+        if not _is_user_code(fn):  # an installed package's: its version fixes the rest
+            version = package_version(getattr(fn, "__module__", None))
+            if version:
+                node["version"] = version
             return node
         read, written, cells_written = code_names(code)
         skip = self.ignore if top else frozenset()
@@ -669,12 +721,53 @@ class Canonicalizer:
             closure_node[name] = self.value(value, where)
         if closure_node:
             node["closure"] = closure_node
+        environment = _environment(code, read, attr_names)
+        if environment:
+            node["environ"] = environment
         if not top:  # the wrapped function's own defaults are in its bound arguments
             if fn.__defaults__:
                 node["defaults"] = self.value(fn.__defaults__, f"defaults of {fn.__qualname__}")
             if fn.__kwdefaults__:
                 node["kwdefaults"] = self.value(fn.__kwdefaults__, f"defaults of {fn.__qualname__}")
         return node
+
+
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+_CREDENTIAL_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+
+
+def _environment(
+    code: types.CodeType, read: frozenset[str], attr_names: frozenset[str]
+) -> dict[str, str | None]:
+    """Environment variables the code reads by a constant name (``os.environ["MODEL"]``,
+    ``os.getenv("MODEL")``): their values now. Credentials (``*_KEY``, ``*_TOKEN``...) stay
+    out, like API keys everywhere else."""
+    names = read | attr_names
+    if not ({"environ", "getenv"} & names):
+        return {}
+    out: dict[str, str | None] = {}
+    for c in _all_code(code):
+        for const in c.co_consts:
+            if not isinstance(const, str) or not _ENV_NAME.match(const):
+                continue
+            if any(word in const for word in _CREDENTIAL_WORDS):
+                continue
+            out[const] = os.environ.get(const)
+    return out
+
+
+_class_digests: weakref.WeakKeyDictionary[type, tuple[tuple[int, ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
+_local = threading.local()
+
+
+def _building_classes() -> set[type]:
+    """Classes whose definition this thread is keying now (a class attribute may lead back)."""
+    building: set[type] | None = getattr(_local, "classes", None)
+    if building is None:
+        building = _local.classes = set()
+    return building
 
 
 def _first(item: tuple[Any, Any]) -> str:

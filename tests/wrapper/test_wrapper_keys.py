@@ -563,3 +563,53 @@ def test_real_packages_when_installed(wrapper: LLMCacheWrapper) -> None:
 
     assert complete(1) == complete(1)
     assert seen == [1]
+
+
+def test_environment_variables_read_by_name_are_in_the_key(
+    wrapper: LLMCacheWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def ask(q: str) -> str:
+        return f"{os.environ.get('WRAPPER_TEST_MODEL')}:{q}"
+
+    ask = wrapper.wrap(ask)
+    monkeypatch.setenv("WRAPPER_TEST_MODEL", "small")
+    assert ask("q") == "small:q"
+    monkeypatch.setenv("WRAPPER_TEST_MODEL", "large")
+    # os.environ is the same object: the value is read again only for a new wrapper (a new run)
+    assert wrapper.wrap(ask.__wrapped__)("q") == "large:q"  # type: ignore[attr-defined]
+
+
+def test_credentials_in_the_environment_stay_out_of_the_key(
+    wrapper: LLMCacheWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def ask(q: str) -> str:
+        assert os.environ.get("WRAPPER_TEST_API_KEY") is not None
+        return q
+
+    monkeypatch.setenv("WRAPPER_TEST_API_KEY", "sk-one")
+    one = wrapper.wrap(ask).__cache_key__("q")  # type: ignore[attr-defined]
+    monkeypatch.setenv("WRAPPER_TEST_API_KEY", "sk-two")
+    assert wrapper.wrap(ask).__cache_key__("q") == one  # type: ignore[attr-defined]
+
+
+def test_functions_from_installed_packages_key_by_name_code_and_version() -> None:
+    from llm_cache.wrapper.calls import Canonicalizer
+
+    node = Canonicalizer().value(openai.OpenAI.__init__, "f")
+    assert node["version"] == openai.__version__
+    assert "globals" not in node  # the package's module state is its own
+
+
+def test_a_class_attribute_rebound_changes_the_key(wrapper: LLMCacheWrapper) -> None:
+    class Bot:
+        persona = "helpful"
+
+        def ask(self, q: str) -> str:
+            return f"{self.persona}:{q}"
+
+    ask = wrapper.wrap(Bot().ask)
+    assert ask("q") == "helpful:q"
+    assert ask("q") == "helpful:q"
+    Bot.persona = "pirate"
+    assert ask("q") == "pirate:q"
+    assert wrapper.hits == 1
