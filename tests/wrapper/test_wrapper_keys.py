@@ -613,3 +613,29 @@ def test_a_class_attribute_rebound_changes_the_key(wrapper: LLMCacheWrapper) -> 
     Bot.persona = "pirate"
     assert ask("q") == "pirate:q"
     assert wrapper.hits == 1
+
+
+async def test_an_async_function_returning_a_both_ways_stream(wrapper: LLMCacheWrapper) -> None:
+    """litellm's ``acompletion(stream=True)`` returns the same both-ways object."""
+    seen: list[str] = []
+
+    @wrapper.wrap
+    async def acompletion(q: str) -> BothWays:
+        seen.append(q)
+        return BothWays([q, "b"])
+
+    assert [c async for c in await acompletion("z")] == ["z", "b"]
+    replay = await acompletion("z")
+    assert [c async for c in replay] == ["z", "b"]
+    assert seen == ["z"]
+
+
+def test_a_both_ways_stream_closed_early_is_not_stored(wrapper: LLMCacheWrapper) -> None:
+    @wrapper.wrap
+    def completion(q: str) -> BothWays:
+        return BothWays([q, "a", "b"])
+
+    stream = completion("x")
+    assert next(iter(stream)) == "x"
+    stream.close()  # type: ignore[attr-defined]
+    assert wrapper.get_stats()["size"] == 0
