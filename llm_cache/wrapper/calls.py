@@ -367,8 +367,11 @@ class Canonicalizer:
     whether a name was rebound.
     """
 
-    def __init__(self, ignore: frozenset[str] = frozenset()) -> None:
+    def __init__(self, ignore: frozenset[str] = frozenset(), *, ordered: bool = True) -> None:
         self.ignore = ignore
+        #: Dicts keep their insertion order (a prompt built by iterating one depends on it);
+        #: ``False`` for what becomes a JSON request body, where order means nothing.
+        self.ordered = ordered
         self.nodes = 0
         self.stack: dict[int, int] = {}
         self.watches: list[tuple[Any, str, Any]] = []
@@ -479,12 +482,14 @@ class Canonicalizer:
 
     def _mapping(self, value: dict[Any, Any], path: str) -> Any:
         if all(type(k) is str for k in value):
+            if self.ordered:
+                return {"dict": [[k, self.value(v, f"{path}[{k!r}]")] for k, v in value.items()]}
             return {"dict": {k: self.value(v, f"{path}[{k!r}]") for k, v in value.items()}}
-        pairs = sorted(
+        pairs = [
             (self._json(self.value(k, f"{path} key")), self.value(v, f"{path}[{k!r}]"))
             for k, v in value.items()
-        )
-        return {"map": [list(p) for p in pairs]}
+        ]
+        return {"map": [list(p) for p in (pairs if self.ordered else sorted(pairs))]}
 
     def _container(self, value: Any, path: str) -> Any:
         if isinstance(value, dict):

@@ -277,16 +277,19 @@ class _Function:
             "fn": self.name,
             "id": self.identity.digest(),
         }
+        ordered = not self.sdk  # an SDK call's arguments become JSON, where order means nothing
         if self.key_fn is not None:
-            _put(material, "custom", self.key_fn(*args, **kwargs), "the value of key=")
+            _put(material, "custom", self.key_fn(*args, **kwargs), "the value of key=", ordered)
         else:
-            _put(material, "args", arguments, "argument")
+            _put(material, "args", arguments, "argument", ordered)
         if self.self_form is not None:
             material["self"] = self.self_form
         elif self.bound_self is not None:
             material["self"] = Canonicalizer().value(self.bound_self, "the method's instance")
-        # every part is JSON-native by now: orjson's sorted output is the canonical form
-        return hash_payload(orjson.dumps(material, option=orjson.OPT_SORT_KEYS))
+        # every part is JSON-native by now: orjson's output is the canonical form (in insertion
+        # order: two dicts that iterate differently are different arguments to a function)
+        option = 0 if ordered else orjson.OPT_SORT_KEYS
+        return hash_payload(orjson.dumps(material, option=option))
 
     def metadata(self, arguments: dict[str, Any]) -> dict[str, Any]:
         model = arguments.get("model")
@@ -314,18 +317,17 @@ class _Function:
         return Chunks(VALUE_VERSION, self.warn)
 
 
-def _put(material: dict[str, Any], name: str, value: Any, what: str) -> None:
+def _put(material: dict[str, Any], name: str, value: Any, what: str, ordered: bool) -> None:
     """Plain JSON data goes in as it is (orjson's fast path); anything else in its key form,
     under another name so the two can never look alike."""
     if _is_plain(value):
         material[name] = value
         return
+    canon = Canonicalizer(ordered=ordered)
     if isinstance(value, dict):
-        material["t" + name] = {
-            str(k): Canonicalizer().value(v, f"{what} {k!r}") for k, v in value.items()
-        }
+        material["t" + name] = {str(k): canon.value(v, f"{what} {k!r}") for k, v in value.items()}
     else:
-        material["t" + name] = Canonicalizer().value(value, what)
+        material["t" + name] = canon.value(value, what)
 
 
 def _restore(stored: dict[str, Any]) -> Any:

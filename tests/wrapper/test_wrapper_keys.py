@@ -639,3 +639,20 @@ def test_a_both_ways_stream_closed_early_is_not_stored(wrapper: LLMCacheWrapper)
     assert next(iter(stream)) == "x"
     stream.close()  # type: ignore[attr-defined]
     assert wrapper.get_stats()["size"] == 0
+
+
+def test_dict_order_is_in_the_key_of_a_function_but_not_of_an_sdk_call(
+    wrapper: LLMCacheWrapper,
+) -> None:
+    @wrapper.wrap
+    def prompt(options: dict[str, str]) -> str:
+        return "; ".join(f"{k}={v}" for k, v in options.items())  # the order shows
+
+    assert prompt({"tone": "dry", "length": "short"}) == "tone=dry; length=short"
+    assert prompt({"length": "short", "tone": "dry"}) == "length=short; tone=dry"
+
+    client = openai.OpenAI(api_key="sk-x", base_url="http://127.0.0.1:9/v1")
+    create = wrapper.wrap(client.chat.completions.create)
+    one = create.__cache_key__(model="m", messages=[{"role": "user", "content": "hi"}])  # type: ignore[attr-defined]
+    two = create.__cache_key__(model="m", messages=[{"content": "hi", "role": "user"}])  # type: ignore[attr-defined]
+    assert one == two  # a JSON body: key order means nothing
