@@ -926,6 +926,8 @@ class FunctionIdentity:
                 return {"sdk_method": inner.__qualname__}
             return {"method": self._identity(canon, inner)}
         if isinstance(target, functools.partial):
+            if self.code_only:  # the key= function stands for the arguments
+                return {"partial": self._identity(canon, target.func)}
             return {
                 "partial": self._identity(canon, target.func),
                 "args": canon.value(target.args, "the partial's arguments"),

@@ -656,3 +656,31 @@ def test_dict_order_is_in_the_key_of_a_function_but_not_of_an_sdk_call(
     one = create.__cache_key__(model="m", messages=[{"role": "user", "content": "hi"}])  # type: ignore[attr-defined]
     two = create.__cache_key__(model="m", messages=[{"content": "hi", "role": "user"}])  # type: ignore[attr-defined]
     assert one == two  # a JSON body: key order means nothing
+
+
+def test_partials_and_decorators_are_keyed_with_what_they_add(wrapper: LLMCacheWrapper) -> None:
+    import functools
+
+    def ask(style: str, q: str) -> str:
+        return f"{style}:{q}"
+
+    formal = wrapper.wrap(functools.partial(ask, "formal"))
+    casual = wrapper.wrap(functools.partial(ask, "casual"))
+    assert formal("q") == "formal:q"
+    assert casual("q") == "casual:q"  # the partial's own argument is in the key
+
+    def shout(suffix: str) -> Callable[[Callable[[str], str]], Callable[[str], str]]:
+        def decorate(f: Callable[[str], str]) -> Callable[[str], str]:
+            @functools.wraps(f)
+            def inner(q: str) -> str:
+                return f(q) + suffix
+
+            return inner
+
+        return decorate
+
+    def base(q: str) -> str:
+        return q
+
+    assert wrapper.wrap(shout("!")(base))("q") == "q!"
+    assert wrapper.wrap(shout("?")(base))("q") == "q?"  # the decorator's data counts too
