@@ -20,6 +20,8 @@ ENV_PREFIX = "LLM_CACHE_"
 BACKENDS = ("sqlite", "redis", "memory")
 MODES = ("readwrite", "readonly", "offline", "record", "off")
 SECRET_FIELDS = frozenset({"redis_password", "admin_token", "secret"})
+#: The original project's nested ``to_dict()`` sections.
+_SECTIONS = frozenset({"sqlite", "redis", "proxy"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -56,12 +58,13 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
-def _parse_int(name: str, raw: str, minimum: int) -> int:
+def _parse_int(name: str, raw: str, minimum: int | None) -> int:
+    """An integer setting; ``minimum=None`` leaves the range check to ``_validate``."""
     try:
         value = int(raw.strip())
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
 
@@ -178,13 +181,19 @@ class Config:
         if (v := get("REDIS_CLUSTER")) is not None:
             self.redis_cluster = _parse_bool(p + "REDIS_CLUSTER", v)
         if (v := get("MAX_SIZE")) is not None:
-            self.max_size = _parse_int(p + "MAX_SIZE", v, 1)
+            self.max_size = _parse_int(p + "MAX_SIZE", v, None)
         if (v := get("TTL")) is not None:
             self.ttl = _parse_ttl(p + "TTL", v)
         if v := get("PROXY_HOST"):
             self.proxy_host = v
         if (v := get("PROXY_PORT")) is not None:
-            self.proxy_port = _parse_int(p + "PROXY_PORT", v, 0)
+            try:
+                self.proxy_port = int(v)
+            except ValueError:
+                raise ValueError(
+                    f"Invalid {p}PROXY_PORT: {v!r}. Must be a whole number between 0 and 65535 "
+                    "(0 picks a free port)"
+                ) from None
         if v := get("OPENAI_BASE_URL"):
             self.openai_base_url = v
         if v := get("ANTHROPIC_BASE_URL"):
@@ -226,16 +235,25 @@ class Config:
 
     def _validate(self) -> None:
         p = ENV_PREFIX
+        # The first words of these three are the original project's (users match on them).
         if self.backend not in BACKENDS:
             raise ValueError(
-                f"{p}BACKEND must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
+                f"Invalid {p}BACKEND: {self.backend!r}. Must be one of {', '.join(BACKENDS)}"
+            )
+        if not isinstance(self.max_size, int) or self.max_size <= 0:
+            raise ValueError(
+                f"{p}MAX_SIZE must be positive, got {self.max_size!r} "
+                "(the most entries kept, at least 1)"
+            )
+        if not isinstance(self.proxy_port, int) or not 0 <= self.proxy_port <= 65535:
+            raise ValueError(
+                f"Invalid {p}PROXY_PORT: {self.proxy_port!r}. Must be between 0 and 65535 "
+                "(0 picks a free port)"
             )
         if self.mode not in MODES:
             raise ValueError(f"{p}MODE must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.redis_url:
             self.redis_url = _check_url(p + "REDIS_URL", self.redis_url, ("redis", "rediss"))
-        if self.proxy_port > 65535:
-            raise ValueError(f"{p}PROXY_PORT must be at most 65535, got {self.proxy_port}")
         if self.redis_port > 65535:
             raise ValueError(f"{p}REDIS_PORT must be at most 65535, got {self.redis_port}")
         self.openai_base_url = _check_url(
@@ -258,10 +276,16 @@ class Config:
 
     def __repr__(self) -> str:
         """Like the dataclass repr, but from ``to_dict()``: no secret ever reaches a log line."""
-        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+        items = self.to_dict().items()
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in items if k not in _SECTIONS) + ")"
 
     def to_dict(self) -> dict[str, Any]:
-        """All settings, with secrets (and a password inside the Redis URL) shown as ``***``."""
+        """All settings, with secrets (and a password inside the Redis URL) shown as ``***``.
+
+        Also the original project's nested sections, which its users read:
+        ``{"sqlite": {"path"}, "redis": {"host", "port", "db", "password"},
+        "proxy": {"host", "port"}}``.
+        """
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -277,6 +301,14 @@ class Config:
             if name.endswith("_base_url") and isinstance(value, str):
                 out[name] = _mask_url_password(value)
         out["upstreams"] = {k: _mask_url_password(v) for k, v in self.upstreams.items()}
+        out["sqlite"] = {"path": self.sqlite_path}
+        out["redis"] = {
+            "host": self.redis_host,
+            "port": self.redis_port,
+            "db": self.redis_db,
+            "password": "***" if self.redis_password else None,
+        }
+        out["proxy"] = {"host": self.proxy_host, "port": self.proxy_port}
         return out
 
     def get_storage(self) -> CacheStorage:
