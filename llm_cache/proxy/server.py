@@ -45,7 +45,7 @@ from llm_cache.proxy.http import (
     send_bytes,
     send_stream,
 )
-from llm_cache.proxy.management import admin_credential, handle_management
+from llm_cache.proxy.management import admin_credential, handle_compat, handle_management
 from llm_cache.proxy.routing import BadPath, Router, Upstream
 
 logger = logging.getLogger("llm_cache.proxy")
@@ -118,6 +118,10 @@ class ProxyApp:
         path: str = scope["path"]
         if path == "/health":
             await _send_json(send, 200, await self.engine.health())
+            return
+        if (path == "/" or path.startswith("/cache/")) and await handle_compat(
+            scope, send, self.storage, self._admin
+        ):
             return
         if path.startswith("/cache/"):
             extra = {
