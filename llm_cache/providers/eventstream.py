@@ -21,7 +21,6 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Union
 
 __all__ = [
     "CONTENT_TYPE",
@@ -44,7 +43,7 @@ _MIN_FRAME = _PRELUDE_LEN + 4
 MAX_HEADERS_LENGTH = 128 * 1024
 MAX_PAYLOAD_LENGTH = 24 * 1024 * 1024
 
-HeaderValue = Union[bool, int, bytes, str, uuid.UUID]
+HeaderValue = bool | int | bytes | str | uuid.UUID
 
 
 class EventStreamError(ValueError):
@@ -161,7 +160,9 @@ class EventStreamMessage:
         return head + _U32.pack(zlib.crc32(head))
 
     @classmethod
-    def build(cls, headers: Iterable[tuple[str, HeaderValue]], payload: bytes) -> EventStreamMessage:
+    def build(
+        cls, headers: Iterable[tuple[str, HeaderValue]], payload: bytes
+    ) -> EventStreamMessage:
         """A frame from ``(name, value)`` pairs, types inferred as in :meth:`Header.of`."""
         return cls(tuple(Header.of(n, v) for n, v in headers), payload)
 
@@ -201,7 +202,7 @@ class EventStreamParser:
     then unusable (a stream with a bad frame cannot be trusted past it).
     """
 
-    __slots__ = ("_buf", "_broken")
+    __slots__ = ("_broken", "_buf")
 
     def __init__(self) -> None:
         self._buf = bytearray()
