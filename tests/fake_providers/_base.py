@@ -155,37 +155,44 @@ class FakeProvider:
                     return
         if scope["type"] != "http":  # pragma: no cover
             return
-        raw = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            raw.extend(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        headers: dict[str, str] = {}
-        for k, v in scope.get("headers", []):
-            name = k.decode("latin-1").lower()
-            value = v.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        body: Any = None
-        bad_json = False
-        if raw:
-            try:
-                body = orjson.loads(bytes(raw))
-            except orjson.JSONDecodeError:
-                bad_json = True
-        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        rec = Recorded(
-            scope["method"].upper(), scope["path"], raw_path, query, headers, body, bytes(raw)
-        )
+        read = await read_request(scope, receive)
+        if read is None:
+            return
+        rec, bad_json = read
         self.requests.append(rec)
         call = self.call_class(self, send, rec, bad_json)
         try:
             await call.route()
         except Abort:
             return
+
+
+async def read_request(scope: Scope, receive: Receive) -> tuple[Recorded, bool] | None:
+    """The whole request and whether its body was unparseable JSON; ``None`` on disconnect."""
+    raw = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        raw.extend(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    headers: dict[str, str] = {}
+    for k, v in scope.get("headers", []):
+        name = k.decode("latin-1").lower()
+        value = v.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    body: Any = None
+    bad_json = False
+    if raw:
+        try:
+            body = orjson.loads(bytes(raw))
+        except orjson.JSONDecodeError:
+            bad_json = True
+    raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    method = scope["method"].upper()
+    return Recorded(method, scope["path"], raw_path, query, headers, body, bytes(raw)), bad_json
 
 
 class Call:
