@@ -133,3 +133,7 @@ class AzureFake(FakeUpstream):
             )
             return
         await call.handle(bad_json)
+
+
+def create_azure_fake(**knobs: Any) -> AzureFake:
+    return AzureFake(**knobs)
