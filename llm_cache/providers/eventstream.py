@@ -21,10 +21,15 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
+
+import orjson
 
 __all__ = [
     "CONTENT_TYPE",
+    "EVENTSTREAM",
     "EventStreamError",
+    "EventStreamFraming",
     "EventStreamMessage",
     "EventStreamParser",
     "Header",
@@ -140,6 +145,20 @@ class EventStreamMessage:
         return value if isinstance(value, str) else None
 
     @property
+    def event(self) -> str | None:
+        """The frame protocol's name for :attr:`event_type`."""
+        return self.event_type
+
+    @property
+    def data(self) -> str:
+        """The payload as text (Bedrock's payloads are JSON)."""
+        return self.payload.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """The payload parsed as JSON."""
+        return orjson.loads(self.payload)
+
+    @property
     def event_type(self) -> str | None:
         """The ``:event-type`` (for an event) or ``:exception-type`` (for an exception)."""
         value = self.header(":event-type") or self.header(":exception-type")
@@ -167,7 +186,7 @@ class EventStreamMessage:
         return cls(tuple(Header.of(n, v) for n, v in headers), payload)
 
     @classmethod
-    def event(
+    def for_event(
         cls, event_type: str, payload: bytes, content_type: str = "application/json"
     ) -> EventStreamMessage:
         """An ``event`` frame as AWS services spell it (header order included)."""
@@ -181,7 +200,7 @@ class EventStreamMessage:
         )
 
     @classmethod
-    def exception(
+    def for_exception(
         cls, exception_type: str, payload: bytes, content_type: str = "application/json"
     ) -> EventStreamMessage:
         """An ``exception`` frame: a modelled error inside a stream (e.g. throttling)."""
@@ -230,10 +249,32 @@ class EventStreamParser:
             del buf[:pos]
         return frames
 
+    def finish(self) -> list[EventStreamMessage]:
+        """Nothing: a partial frame at the end is garbage (its CRC cannot be checked), so it is
+        dropped, never returned; the stream's own end marker then shows it is incomplete."""
+        self._buf.clear()
+        return []
+
     @property
     def pending(self) -> bool:
         """Whether bytes of an unfinished frame are buffered (a stream cut mid-frame)."""
         return bool(self._buf)
+
+
+class EventStreamFraming:
+    """``application/vnd.amazon.eventstream``: the framing codec of a provider descriptor."""
+
+    name = "eventstream"
+    content_type = CONTENT_TYPE
+
+    def parser(self) -> EventStreamParser:
+        return EventStreamParser()
+
+    def encode(self, frames: Iterable[Any]) -> bytes:
+        return b"".join(f.encode() for f in frames)
+
+
+EVENTSTREAM = EventStreamFraming()
 
 
 def _check_prelude(buf: bytearray, pos: int, total: int, headers_len: int) -> None:

@@ -230,7 +230,7 @@ class BedrockCall(Call):
 
         def ev(event_type: str, payload: dict[str, Any]) -> None:
             payload = {**payload, "p": self.padding()}
-            frames.append(EventStreamMessage.event(event_type, dumps(payload)).encode())
+            frames.append(EventStreamMessage.for_event(event_type, dumps(payload)).encode())
 
         ev("messageStart", {"role": "assistant"})
         for i, block in enumerate(content):
@@ -248,7 +248,7 @@ class BedrockCall(Call):
             ev("contentBlockStop", {"contentBlockIndex": i})
         ev("messageStop", {"stopReason": stop})
         ev("metadata", {"usage": usage, "metrics": metrics})
-        error = EventStreamMessage.exception(
+        error = EventStreamMessage.for_exception(
             "modelStreamErrorException",
             dumps({"message": "The model stream failed.", "originalStatusCode": 500}),
         ).encode()
@@ -402,12 +402,12 @@ class BedrockCall(Call):
 
     async def send_chunks(self, chunks: list[dict[str, Any]]) -> None:
         frames = [
-            EventStreamMessage.event(
+            EventStreamMessage.for_event(
                 "chunk", dumps({"bytes": base64.b64encode(dumps(c)).decode(), "p": self.padding()})
             ).encode()
             for c in chunks
         ]
-        error = EventStreamMessage.exception(
+        error = EventStreamMessage.for_exception(
             "modelStreamErrorException",
             dumps({"message": "The model stream failed.", "originalStatusCode": 500}),
         ).encode()

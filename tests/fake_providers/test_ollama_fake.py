@@ -8,7 +8,7 @@ import httpx2
 import ollama
 import pytest
 
-from llm_cache.providers.ndjson import parse_ndjson, record_json
+from llm_cache.providers.ndjson import parse_ndjson
 from tests.fake_providers.ollama import OllamaFake, create_ollama_fake
 from tests.servers import run_server
 
@@ -57,7 +57,7 @@ def test_chat_and_stream_agree(client: ollama.Client, fake: OllamaFake) -> None:
 def test_stream_absent_means_ndjson_stream(url: str) -> None:
     r = httpx2.post(f"{url}/api/chat", json={"model": MODEL, "messages": CHAT})
     assert r.headers["content-type"] == "application/x-ndjson"
-    records = [record_json(line) for line in parse_ndjson(r.content)]
+    records = [line.json() for line in parse_ndjson(r.content)]
     assert len(records) > 2 and records[-1]["done"] is True
     assert all(rec["done"] is False for rec in records[:-1])
     explicit = httpx2.post(

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from llm_cache.providers.eventstream import (
     CONTENT_TYPE,
+    EVENTSTREAM,
     EventStreamError,
     EventStreamMessage,
     EventStreamParser,
@@ -26,12 +27,21 @@ from llm_cache.providers.eventstream import (
     parse_eventstream,
 )
 from llm_cache.providers.ndjson import (
+    NDJSON,
     NDJSONParser,
+    NDJSONRecord,
     encode_records,
     parse_ndjson,
-    record,
-    record_json,
 )
+
+
+def record(obj: object) -> bytes:
+    return NDJSONRecord.from_json(obj).encode()
+
+
+def record_json(rec: NDJSONRecord) -> object:
+    return rec.json()
+
 
 OLLAMA_STREAM = [
     {
@@ -88,24 +98,34 @@ def test_ndjson_byte_by_byte_and_one_chunk() -> None:
 def test_ndjson_keeps_crlf_and_drops_blank_lines() -> None:
     wire = b'{"a":1}\r\n\n  \n{"b":2}\n'
     records = parse_ndjson(wire)
-    assert records == [b'{"a":1}\r\n', b'{"b":2}\n']
+    assert [r.raw for r in records] == [b'{"a":1}\r\n', b'{"b":2}\n']
+    assert [r.data for r in records] == ['{"a":1}', '{"b":2}']
+    assert all(r.event is None for r in records)
     assert [record_json(r) for r in records] == [{"a": 1}, {"b": 2}]
 
 
 def test_ndjson_unterminated_last_record() -> None:
     parser = NDJSONParser()
-    assert parser.feed(b'{"a":1}\n{"b"') == [b'{"a":1}\n']
+    assert parser.feed(b'{"a":1}\n{"b"') == [NDJSONRecord(b'{"a":1}\n')]
     assert parser.pending
     assert parser.feed(b":2}") == []
-    assert parser.finish() == [b'{"b":2}']  # exactly as received: no newline invented
+    assert parser.finish() == [NDJSONRecord(b'{"b":2}')]  # as received: no newline invented
     assert not parser.pending
     assert parser.finish() == []
 
 
-def test_ndjson_malformed_record_is_reported_by_record_json() -> None:
+def test_ndjson_malformed_record_is_reported_by_json() -> None:
     (bad,) = parse_ndjson(b"{not json\n")
     with pytest.raises(orjson.JSONDecodeError):
-        record_json(bad)
+        bad.json()
+
+
+def test_ndjson_framing_codec() -> None:
+    wire = b"".join(record(obj) for obj in OLLAMA_STREAM)
+    parser = NDJSON.parser()
+    frames = parser.feed(wire) + parser.finish()
+    assert NDJSON.encode(frames) == wire
+    assert NDJSON.content_type == "application/x-ndjson" and NDJSON.name == "ndjson"
 
 
 _json_values = st.recursive(
@@ -152,7 +172,7 @@ def _converse_frames() -> list[EventStreamMessage]:
         ("messageStop", {"stopReason": "end_turn"}),
         ("metadata", {"usage": {"inputTokens": 3, "outputTokens": 2, "totalTokens": 5}}),
     ]
-    return [EventStreamMessage.event(t, orjson.dumps(p)) for t, p in payloads]
+    return [EventStreamMessage.for_event(t, orjson.dumps(p)) for t, p in payloads]
 
 
 def _botocore_parse(wire: bytes) -> list[tuple[dict[str, object], bytes]]:
@@ -231,7 +251,7 @@ def test_property_any_split_any_payload(
 
 
 def test_exception_frame() -> None:
-    frame = EventStreamMessage.exception("throttlingException", b'{"message":"slow down"}')
+    frame = EventStreamMessage.for_exception("throttlingException", b'{"message":"slow down"}')
     (parsed,) = parse_eventstream(frame.encode())
     assert parsed.message_type == "exception"
     assert parsed.event_type == "throttlingException"
@@ -241,7 +261,7 @@ def test_exception_frame() -> None:
 
 @pytest.mark.parametrize("where", ["prelude", "headers", "payload", "message_crc"])
 def test_a_flipped_byte_is_an_error_never_a_wrong_frame(where: str) -> None:
-    wire = bytearray(EventStreamMessage.event("chunk", b'{"bytes":"eyJ4IjoxfQ=="}').encode())
+    wire = bytearray(EventStreamMessage.for_event("chunk", b'{"bytes":"eyJ4IjoxfQ=="}').encode())
     index = {"prelude": 2, "headers": 14, "payload": len(wire) - 8, "message_crc": len(wire) - 1}
     wire[index[where]] ^= 0x01
     parser = EventStreamParser()
@@ -289,6 +309,21 @@ def test_duplicate_header_is_an_error() -> None:
     frame = EventStreamMessage.build([("k", "v"), ("k", "w")], b"")
     with pytest.raises(EventStreamError, match="duplicate"):
         parse_eventstream(frame.encode())
+
+
+def test_eventstream_framing_codec_and_frame_protocol() -> None:
+    frames = _converse_frames()
+    wire = b"".join(f.encode() for f in frames)
+    parser = EVENTSTREAM.parser()
+    got = parser.feed(wire[:-3])
+    assert got == frames[:-1] and parser.pending
+    assert parser.finish() == []  # a partial frame is never returned
+    assert not parser.pending
+    assert EVENTSTREAM.encode(frames) == wire
+    first = frames[0]
+    assert first.event == "messageStart" and first.json()["role"] == "assistant"
+    assert first.data == first.payload.decode()
+    assert EVENTSTREAM.content_type == CONTENT_TYPE
 
 
 def test_header_lookup_and_build() -> None:
