@@ -67,7 +67,7 @@ def test_key_rules() -> None:
 
 
 def test_stream_to_full_is_read_by_the_sdk(upstream: tuple[GeminiFake, str]) -> None:
-    fake, url = upstream
+    _, url = upstream
     full = fetch(url, "generateContent").json()
     stream = fetch(url, "streamGenerateContent", query="?alt=sse")
     events = parse_sse(stream.content)
