@@ -95,7 +95,8 @@ class OllamaProvider(ProviderSpec):
     ) -> list[NDJSONRecord] | None:
         if endpoint not in (CHAT, GENERATE) or response.get("done") is not True:
             return None
-        head = {k: response[k] for k in ("model", "created_at") if k in response}
+        head: dict[str, Any] = {k: response[k] for k in ("model", "created_at") if k in response}
+        first: dict[str, Any]
         if endpoint == CHAT:
             message = response.get("message")
             if not isinstance(message, dict):
@@ -116,7 +117,8 @@ class OllamaProvider(ProviderSpec):
 
     # ------------------------------------------------------------------ usage
     def usage(self, response: dict[str, Any]) -> dict[str, Any] | None:
-        usage = {k: response[k] for k in ("prompt_eval_count", "eval_count") if k in response}
+        keys = ("prompt_eval_count", "eval_count")
+        usage: dict[str, Any] = {k: response[k] for k in keys if k in response}
         return usage or None
 
     def usage_tokens(self, endpoint: str, response: dict[str, Any]) -> Usage | None:

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx2
-import orjson
 import ollama
+import orjson
 import pytest
 
 from llm_cache.providers.ndjson import NDJSON, NDJSONRecord, parse_ndjson
