@@ -14,6 +14,8 @@ an Entra ID bearer token): a credential, never keyed or stored. Errors:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import orjson
 
 from llm_cache.providers.base import RouteSpec
@@ -27,7 +29,7 @@ _V1 = "/openai/v1"
 
 class AzureOpenAIProvider(OpenAIProvider):
     name = "azure"
-    routes = (
+    routes: ClassVar[tuple[RouteSpec, ...]] = (
         RouteSpec(_DEPLOYMENT + CHAT, CHAT),
         RouteSpec(_DEPLOYMENT + COMPLETIONS, COMPLETIONS),
         RouteSpec(_DEPLOYMENT + EMBEDDINGS, EMBEDDINGS),
