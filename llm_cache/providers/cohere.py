@@ -41,7 +41,7 @@ class CohereProvider(ProviderSpec):
         RouteSpec(RERANK, RERANK, stream=False),
     )
     base_url_setting = "cohere_base_url"
-    passthrough_prefixes = ("/v1/", "/v2/")
+    passthrough_prefixes = ("/v2/",)
     excluded_fields = frozenset({"stream"})
 
     def error_body(self, status: int, message: str, error_type: str) -> bytes:

@@ -32,6 +32,7 @@ __all__ = [
     "EventStreamFraming",
     "EventStreamMessage",
     "EventStreamParser",
+    "EventStreamSplitter",
     "Header",
     "HeaderType",
     "parse_eventstream",
@@ -261,6 +262,25 @@ class EventStreamParser:
         return bool(self._buf)
 
 
+class EventStreamSplitter:
+    """Cuts a stream into raw frames, exactly as sent, each one checked (both CRCs).
+
+    A corrupted stream raises :class:`EventStreamError` (the engine then fails the exchange:
+    nothing is stored); a cut one leaves a partial frame that ``finish`` drops.
+    """
+
+    __slots__ = ("_parser",)
+
+    def __init__(self) -> None:
+        self._parser = EventStreamParser()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return [f.encode() for f in self._parser.feed(chunk)]
+
+    def finish(self) -> list[bytes]:
+        return self._parser.finish()  # type: ignore[return-value]  # always empty
+
+
 class EventStreamFraming:
     """``application/vnd.amazon.eventstream``: the framing codec of a provider descriptor."""
 
@@ -269,6 +289,17 @@ class EventStreamFraming:
 
     def parser(self) -> EventStreamParser:
         return EventStreamParser()
+
+    def splitter(self) -> EventStreamSplitter:
+        return EventStreamSplitter()
+
+    def decode(self, raw: bytes) -> EventStreamMessage | None:
+        """One raw frame as a message (``None`` when it is not one whole valid frame)."""
+        try:
+            frames = parse_eventstream(raw)
+        except EventStreamError:
+            return None
+        return frames[0] if len(frames) == 1 else None
 
     def encode(self, frames: Iterable[Any]) -> bytes:
         return b"".join(f.encode() for f in frames)

@@ -22,6 +22,7 @@ stream, not being SSE, is relayed but never stored.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -63,6 +64,9 @@ class GeminiProvider(ProviderSpec):
     passthrough_prefixes = ("/v1/", "/v1beta/", "/v1alpha/", "/upload/")
     #: Gemini streams by path: no body field is a streaming switch, every field enters the key.
     excluded_fields = frozenset()
+
+    def prefers(self, headers: Mapping[str, str]) -> bool:
+        return "x-goog-api-key" in headers
 
     def key_query(self, endpoint: str, query: list[tuple[str, str]]) -> list[tuple[str, str]]:
         kept = super().key_query(endpoint, query)

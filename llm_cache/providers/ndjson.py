@@ -22,6 +22,7 @@ __all__ = [
     "NDJSONFraming",
     "NDJSONParser",
     "NDJSONRecord",
+    "NDJSONSplitter",
     "encode_records",
     "parse_ndjson",
 ]
@@ -119,6 +120,21 @@ def encode_records(records: Iterable[NDJSONRecord]) -> bytes:
     return b"".join(r.raw for r in records)
 
 
+class NDJSONSplitter:
+    """Cuts a stream into raw records, exactly as sent (the engine stores and replays these)."""
+
+    __slots__ = ("_parser",)
+
+    def __init__(self) -> None:
+        self._parser = NDJSONParser()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return [r.raw for r in self._parser.feed(chunk)]
+
+    def finish(self) -> list[bytes]:
+        return [r.raw for r in self._parser.finish()]
+
+
 class NDJSONFraming:
     """``application/x-ndjson``: the framing codec of a provider descriptor."""
 
@@ -127,6 +143,13 @@ class NDJSONFraming:
 
     def parser(self) -> NDJSONParser:
         return NDJSONParser()
+
+    def splitter(self) -> NDJSONSplitter:
+        return NDJSONSplitter()
+
+    def decode(self, raw: bytes) -> NDJSONRecord | None:
+        """One raw record as a frame; ``None`` for a blank line."""
+        return NDJSONRecord(raw) if raw.strip() else None
 
     def encode(self, frames: Iterable[Any]) -> bytes:
         return b"".join(f.encode() for f in frames)
