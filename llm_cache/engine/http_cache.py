@@ -196,7 +196,9 @@ class HttpCache:
             )
         body = controls.body
         event.model = provider.model(match, body)
-        reason = provider.never_cache(match.endpoint, body)
+        reason = provider.never_cache(match.endpoint, body) or provider.never_cache_url(
+            match, req.url
+        )
         if reason is not None:
             return await self._passthrough(
                 req, controls.raw, send_upstream, event, started, ev.BYPASS

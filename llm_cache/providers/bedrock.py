@@ -29,18 +29,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import orjson
 
 from llm_cache.providers import anthropic
-from llm_cache.providers.base import ProviderSpec, RouteMatch, RouteSpec, Usage
+from llm_cache.providers.base import ProviderSpec, RouteMatch, RouteSpec, UpstreamSigner, Usage
 from llm_cache.providers.eventstream import EVENTSTREAM, EventStreamMessage
 from llm_cache.providers.sse import SSEEvent
 
 __all__ = ["PROVIDER", "BedrockProvider"]
+
+logger = logging.getLogger("llm_cache.providers.bedrock")
 
 CONVERSE = "converse"
 INVOKE = "invoke"
@@ -81,6 +84,9 @@ class BedrockProvider(ProviderSpec):
         "x-amzn-bedrock-service-tier",
         "x-amzn-bedrock-projectidentifier",
     )
+
+    def upstream_signer(self, config: Any) -> UpstreamSigner | None:
+        return _signer(config)
 
     def model(self, match: RouteMatch, body: Mapping[str, Any]) -> str:
         return unquote(match.params.get("modelId", ""))
@@ -178,6 +184,40 @@ class BedrockProvider(ProviderSpec):
 
 
 PROVIDER = BedrockProvider()
+
+
+# ---------------------------------------------------------------------- upstream auth
+def _signer(config: Any) -> UpstreamSigner:
+    """Re-sign with the proxy's AWS credentials, else forward a Bearer API key.
+
+    The credential chain is read on the first Bedrock request, not at start-up: a proxy whose
+    users never call Bedrock never probes for AWS credentials (instance metadata included).
+    """
+    from llm_cache.providers import aws_sigv4
+
+    state: dict[str, aws_sigv4.SigV4Signer | None] = {}
+
+    def sign(
+        method: str, url: str, headers: list[tuple[str, str]], body: bytes
+    ) -> list[tuple[str, str]] | None:
+        if "signer" not in state:
+            region = getattr(config, "aws_region", None) or _region_of(url)
+            try:
+                state["signer"] = aws_sigv4.SigV4Signer.from_environment(region)
+            except ImportError:
+                logger.warning("botocore is not installed: Bedrock requests are not re-signed")
+                state["signer"] = None
+        return aws_sigv4.upstream_auth(state["signer"], method, url, headers, body)
+
+    return sign
+
+
+def _region_of(url: str) -> str | None:
+    host = urlsplit(url).hostname or ""
+    parts = host.split(".")
+    if len(parts) >= 4 and parts[0].startswith("bedrock-runtime") and parts[-2] == "amazonaws":
+        return parts[1]
+    return None
 
 
 # ---------------------------------------------------------------------- converse

@@ -24,10 +24,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from llm_cache.providers.base import ProviderSpec, RouteSpec, Usage
+from llm_cache.providers.base import ProviderSpec, RouteMatch, RouteSpec, Usage
 from llm_cache.providers.sse import SSEEvent
 
 __all__ = ["PROVIDER", "GeminiProvider"]
@@ -68,6 +69,11 @@ class GeminiProvider(ProviderSpec):
     def prefers(self, headers: Mapping[str, str]) -> bool:
         return "x-goog-api-key" in headers
 
+    def never_cache_url(self, match: RouteMatch, url: str) -> str | None:
+        if match.route.stream and ("alt", "sse") not in parse_qsl(urlsplit(url).query):
+            return "a stream without alt=sse is a JSON array, which the cache does not keep"
+        return None
+
     def key_query(self, endpoint: str, query: list[tuple[str, str]]) -> list[tuple[str, str]]:
         kept = super().key_query(endpoint, query)
         return [(k, v) for k, v in kept if not (k == "alt" and v == "sse")]
@@ -84,7 +90,8 @@ class GeminiProvider(ProviderSpec):
         )
 
     def body_is_error(self, endpoint: str, response: Any) -> bool:
-        return isinstance(response, dict) and isinstance(response.get("error"), dict)
+        # A JSON array is the streamed answer without alt=sse: never an answer to keep.
+        return not isinstance(response, dict) or isinstance(response.get("error"), dict)
 
     # ------------------------------------------------------------------ streams
     def stream_finished(self, endpoint: str, events: list[SSEEvent]) -> bool:

@@ -336,3 +336,36 @@ def test_header_lookup_and_build() -> None:
     with pytest.raises(TypeError):
         Header.of("x", 1.5)  # type: ignore[arg-type]
     assert CONTENT_TYPE == "application/vnd.amazon.eventstream"
+
+
+# ---------------------------------------------------------------------- descriptor framings
+def test_ndjson_splitter_keeps_raw_records_and_decode_reads_them() -> None:
+    wire = b"".join(record(obj) for obj in OLLAMA_STREAM) + b"\n"  # a trailing blank line
+    for cut in range(len(wire) + 1):
+        splitter = NDJSON.splitter()
+        raw = splitter.feed(wire[:cut]) + splitter.feed(wire[cut:]) + splitter.finish()
+        assert b"".join(raw) == wire.rstrip(b"\n") + b"\n", cut
+        frames = [NDJSON.decode(r) for r in raw]
+        assert [f.json() for f in frames if f is not None] == OLLAMA_STREAM
+    assert NDJSON.decode(b"  \n") is None
+    splitter = NDJSON.splitter()
+    assert splitter.feed(b'{"a":1}') == [] and splitter.finish() == [b'{"a":1}']
+
+
+def test_eventstream_splitter_raw_frames_exact_and_checked() -> None:
+    frames = _converse_frames()
+    wire = b"".join(f.encode() for f in frames)
+    for cut in range(0, len(wire) + 1, 7):
+        splitter = EVENTSTREAM.splitter()
+        raw = splitter.feed(wire[:cut]) + splitter.feed(wire[cut:]) + splitter.finish()
+        assert b"".join(raw) == wire
+        assert [EVENTSTREAM.decode(r) for r in raw] == frames
+    splitter = EVENTSTREAM.splitter()
+    assert len(splitter.feed(wire[:-2])) == 4
+    assert splitter.finish() == []  # the cut last frame is dropped, never half-returned
+    corrupt = bytearray(wire)
+    corrupt[20] ^= 0xFF
+    with pytest.raises(EventStreamError):
+        EVENTSTREAM.splitter().feed(bytes(corrupt))
+    assert EVENTSTREAM.decode(wire[:10]) is None
+    assert EVENTSTREAM.decode(wire) is None  # several frames are not one frame
