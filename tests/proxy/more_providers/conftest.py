@@ -132,7 +132,7 @@ def stored_bytes(db: Path) -> bytes:
     try:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
-            for row in conn.execute(f'SELECT * FROM "{table}"'):  # noqa: S608 - our own names
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
                 for cell in row:
                     if isinstance(cell, bytes) and cell and is_entry(cell):
                         meta, request, payload = decode_entry_parts(cell)
