@@ -137,6 +137,10 @@ class ProxyApp:
             await self._refuse(send, self._openai, 431, f"more than {MAX_HEADERS} request headers")
             return
         headers = header_dict(scope["headers"])
+        # Route on the path as sent, escapes kept: a Bedrock model ARN's %2F must reach the
+        # upstream as it came, not as a path separator.
+        if raw_path := scope.get("raw_path"):
+            path = raw_path.decode("latin-1")
         try:
             route = self.router.resolve(path, headers)
         except BadPath as exc:
