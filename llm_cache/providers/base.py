@@ -43,6 +43,7 @@ __all__ = [
     "RouteMatch",
     "RouteSpec",
     "SSEFraming",
+    "UpstreamSigner",
     "Usage",
 ]
 

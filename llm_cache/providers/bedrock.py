@@ -207,6 +207,9 @@ def _signer(config: Any) -> UpstreamSigner:
             except ImportError:
                 logger.warning("botocore is not installed: Bedrock requests are not re-signed")
                 state["signer"] = None
+            except ValueError as exc:  # credentials but no region to sign for
+                logger.error("Bedrock requests are not re-signed: %s", exc)
+                state["signer"] = None
         return aws_sigv4.upstream_auth(state["signer"], method, url, headers, body)
 
     return sign

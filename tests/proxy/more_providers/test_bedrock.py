@@ -231,3 +231,15 @@ def test_through_the_httpx_transport(fakes: Fakes) -> None:
     text = "".join(f.json()["delta"]["text"] for f in frames if f.event_type == "contentBlockDelta")
     assert full.json()["output"]["message"]["content"][0]["text"] == text
     assert fakes.bedrock.request_count == 1
+
+
+def test_credentials_without_a_region_are_not_used(
+    start_proxy: ProxyFactory, fakes: Fakes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An upstream URL set by hand, no region anywhere: the proxy cannot sign, and says so."""
+    with start_proxy(aws_region=None) as proxy:
+        with pytest.raises(ClientError) as info:
+            client(proxy.url).converse(modelId=NOVA, messages=CHAT)
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 401
+    assert "no region" in caplog.text
+    assert fakes.bedrock.request_count == 0
