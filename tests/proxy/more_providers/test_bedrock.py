@@ -237,9 +237,8 @@ def test_credentials_without_a_region_are_not_used(
     start_proxy: ProxyFactory, fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An upstream URL set by hand, no region anywhere: the proxy cannot sign, and says so."""
-    with start_proxy(aws_region=None) as proxy:
-        with pytest.raises(ClientError) as info:
-            client(proxy.url).converse(modelId=NOVA, messages=CHAT)
+    with start_proxy(aws_region=None) as proxy, pytest.raises(ClientError) as info:
+        client(proxy.url).converse(modelId=NOVA, messages=CHAT)
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 401
     assert "no region" in caplog.text
     assert fakes.bedrock.request_count == 0
