@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -81,8 +81,7 @@ _INT_FORMATS = {
 _LEN16 = struct.Struct(">H")
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
     """One header: its name, wire type and value (``bool``, ``int``, ``bytes``, ``str``, UUID)."""
 
     name: str
@@ -167,7 +166,7 @@ class EventStreamMessage:
 
     def encode(self) -> bytes:
         """The frame's wire bytes, both CRCs computed."""
-        headers = b"".join(h.encode() for h in self.headers)
+        headers = _header_block(self.headers)
         if len(headers) > MAX_HEADERS_LENGTH:
             raise EventStreamError(f"headers of {len(headers)} bytes exceed {MAX_HEADERS_LENGTH}")
         if len(self.payload) > MAX_PAYLOAD_LENGTH:
@@ -241,7 +240,7 @@ class EventStreamParser:
                 _check_prelude(buf, pos, total, headers_len)
                 if len(buf) - pos < total:
                     break
-                frames.append(_parse_frame(memoryview(buf)[pos : pos + total], headers_len))
+                frames.append(_parse_frame(bytes(buf[pos : pos + total]), headers_len))
                 pos += total
         except EventStreamError:
             self._broken = True
@@ -263,22 +262,46 @@ class EventStreamParser:
 
 
 class EventStreamSplitter:
-    """Cuts a stream into raw frames, exactly as sent, each one checked (both CRCs).
+    """Cuts a stream into raw frames, exactly as sent, each one checked (both CRCs, lengths).
 
-    A corrupted stream raises :class:`EventStreamError` (the engine then fails the exchange:
+    Headers are not parsed here (``EVENTSTREAM.decode`` does that when a frame is read). A
+    corrupted stream raises :class:`EventStreamError` (the engine then fails the exchange:
     nothing is stored); a cut one leaves a partial frame that ``finish`` drops.
     """
 
-    __slots__ = ("_parser",)
+    __slots__ = ("_broken", "_buf")
 
     def __init__(self) -> None:
-        self._parser = EventStreamParser()
+        self._buf = bytearray()
+        self._broken = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        return [f.encode() for f in self._parser.feed(chunk)]
+        if self._broken:
+            raise EventStreamError("the stream already had an invalid frame")
+        buf = self._buf
+        buf += chunk
+        frames: list[bytes] = []
+        pos = 0
+        try:
+            while len(buf) - pos >= _PRELUDE_LEN:
+                total, headers_len = _PRELUDE.unpack_from(buf, pos)
+                _check_prelude(buf, pos, total, headers_len)
+                if len(buf) - pos < total:
+                    break
+                frame = bytes(buf[pos : pos + total])
+                _check_message_crc(frame)
+                frames.append(frame)
+                pos += total
+        except EventStreamError:
+            self._broken = True
+            raise
+        finally:
+            del buf[:pos]
+        return frames
 
     def finish(self) -> list[bytes]:
-        return self._parser.finish()  # type: ignore[return-value]  # always empty
+        self._buf.clear()
+        return []
 
 
 class EventStreamFraming:
@@ -295,11 +318,16 @@ class EventStreamFraming:
 
     def decode(self, raw: bytes) -> EventStreamMessage | None:
         """One raw frame as a message (``None`` when it is not one whole valid frame)."""
+        if len(raw) < _MIN_FRAME:
+            return None
+        total, headers_len = _PRELUDE.unpack_from(raw, 0)
         try:
-            frames = parse_eventstream(raw)
+            _check_prelude(raw, 0, total, headers_len)
+            if total != len(raw):
+                return None
+            return _parse_frame(bytes(raw), headers_len)
         except EventStreamError:
             return None
-        return frames[0] if len(frames) == 1 else None
 
     def encode(self, frames: Iterable[Any]) -> bytes:
         return b"".join(f.encode() for f in frames)
@@ -308,7 +336,7 @@ class EventStreamFraming:
 EVENTSTREAM = EventStreamFraming()
 
 
-def _check_prelude(buf: bytearray, pos: int, total: int, headers_len: int) -> None:
+def _check_prelude(buf: bytes | bytearray, pos: int, total: int, headers_len: int) -> None:
     (crc,) = _U32.unpack_from(buf, pos + 8)
     actual = zlib.crc32(memoryview(buf)[pos : pos + 8])
     if crc != actual:
@@ -322,56 +350,99 @@ def _check_prelude(buf: bytearray, pos: int, total: int, headers_len: int) -> No
         raise EventStreamError(f"payload length {payload_len} exceeds {MAX_PAYLOAD_LENGTH}")
 
 
-def _parse_frame(frame: memoryview, headers_len: int) -> EventStreamMessage:
+def _check_message_crc(frame: bytes | memoryview) -> None:
     (crc,) = _U32.unpack_from(frame, len(frame) - 4)
     actual = zlib.crc32(frame[:-4])
     if crc != actual:
         raise EventStreamError(f"message CRC mismatch: frame says {crc:#010x}, got {actual:#010x}")
+
+
+def _parse_frame(frame: bytes, headers_len: int) -> EventStreamMessage:
+    """A whole frame whose prelude was checked: message CRC, then headers and payload."""
+    _check_message_crc(frame)
     headers = _parse_headers(frame[_PRELUDE_LEN : _PRELUDE_LEN + headers_len])
-    return EventStreamMessage(headers, bytes(frame[_PRELUDE_LEN + headers_len : -4]))
+    return EventStreamMessage(headers, frame[_PRELUDE_LEN + headers_len : -4])
 
 
-def _parse_headers(data: memoryview) -> tuple[Header, ...]:
+_TYPES = tuple(HeaderType)  # indexed by the wire type byte
+_INT_SIZES = {2: 1, 3: 2, 4: 4, 5: 8, 8: 8}
+
+
+#: Parsed header blocks by their bytes. A stream repeats a handful of blocks (one per event
+#: type), so decoding a frame is mostly one dict lookup. Bounded: cleared when full.
+_HEADER_CACHE: dict[bytes, tuple[Header, ...]] = {}
+_HEADER_CACHE_SIZE = 512
+
+
+_BLOCK_CACHE: dict[tuple[Header, ...], bytes] = {}
+
+
+def _header_block(headers: tuple[Header, ...]) -> bytes:
+    """The wire bytes of a header tuple (cached like parsed blocks: streams repeat them)."""
+    block = _BLOCK_CACHE.get(headers)
+    if block is None:
+        block = b"".join(h.encode() for h in headers)
+        if len(_BLOCK_CACHE) >= _HEADER_CACHE_SIZE:
+            _BLOCK_CACHE.clear()
+        _BLOCK_CACHE[headers] = block
+    return block
+
+
+def _parse_headers(data: bytes) -> tuple[Header, ...]:
+    cached = _HEADER_CACHE.get(data)
+    if cached is None:
+        cached = _parse_header_block(data)
+        if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
+            _HEADER_CACHE.clear()
+        _HEADER_CACHE[data] = cached
+    return cached
+
+
+def _parse_header_block(data: bytes) -> tuple[Header, ...]:
+    """The headers block; plain ``int`` work per header."""
     headers: list[Header] = []
+    names: set[str] = set()
     pos, end = 0, len(data)
     try:
         while pos < end:
-            name_len = data[pos]
-            name = bytes(data[pos + 1 : pos + 1 + name_len]).decode("utf-8")
-            pos += 1 + name_len
-            typ = HeaderType(data[pos])
+            n = data[pos]
+            name = data[pos + 1 : pos + 1 + n].decode("utf-8")
+            pos += 1 + n
+            t = data[pos]
             pos += 1
             value: HeaderValue
-            if typ in (HeaderType.TRUE, HeaderType.FALSE):
-                value = typ is HeaderType.TRUE
-            elif typ in _INT_FORMATS:
-                fmt = _INT_FORMATS[typ]
-                (value,) = fmt.unpack_from(data, pos)
-                pos += fmt.size
-            elif typ in (HeaderType.BYTES, HeaderType.STRING):
-                (length,) = _LEN16.unpack_from(data, pos)
-                raw = bytes(data[pos + 2 : pos + 2 + length])
-                if len(raw) != length:
+            if t == 7 or t == 6:  # string, byte array
+                length = int.from_bytes(data[pos : pos + 2], "big")
+                raw = data[pos + 2 : pos + 2 + length]
+                if len(raw) != length or pos + 2 > end:
                     raise EventStreamError(f"header {name!r} value runs past the headers")
                 pos += 2 + length
-                value = raw.decode("utf-8") if typ is HeaderType.STRING else raw
-            else:
-                raw = bytes(data[pos : pos + 16])
+                value = raw.decode("utf-8") if t == 7 else raw
+            elif t <= 1:
+                value = t == 0
+            elif t in _INT_SIZES:
+                size = _INT_SIZES[t]
+                raw = data[pos : pos + size]
+                if len(raw) != size:
+                    raise EventStreamError(f"header {name!r} value runs past the headers")
+                value = int.from_bytes(raw, "big", signed=True)
+                pos += size
+            elif t == 9:
+                raw = data[pos : pos + 16]
                 if len(raw) != 16:
                     raise EventStreamError(f"header {name!r} value runs past the headers")
                 value = uuid.UUID(bytes=raw)
                 pos += 16
+            else:
+                raise EventStreamError(f"unknown event-stream header type {t}")
             if pos > end:
                 raise EventStreamError(f"header {name!r} runs past the headers")
-            if any(h.name == name for h in headers):
+            if name in names:
                 raise EventStreamError(f"duplicate event-stream header {name!r}")
-            headers.append(Header(name, typ, value))
-    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+            names.add(name)
+            headers.append(Header(name, _TYPES[t], value))
+    except (IndexError, UnicodeDecodeError) as exc:
         raise EventStreamError(f"malformed event-stream headers: {exc}") from exc
-    except ValueError as exc:  # HeaderType(n) for an unknown type
-        if isinstance(exc, EventStreamError):
-            raise
-        raise EventStreamError(f"unknown event-stream header type: {exc}") from exc
     return tuple(headers)
 
 
