@@ -66,7 +66,7 @@ class ProxyApp:
             ttl=config.ttl,
             flight_lock_ttl=config.flight_lock_ttl,
         )
-        self.cache = HttpCache(self.engine)
+        self.cache = HttpCache(self.engine, isolate_by=config.isolate_by, secret=config.secret)
         self.counters = ProcessCounters()
         self.cache.bus.subscribe(self.counters)
         self.router = Router(config)
@@ -310,6 +310,12 @@ def serve(config: Config, *, workers: int = 1, access_log: bool = False) -> None
         "lifespan": "on",
         "interface": "asgi3",
     }
+    if not config.admin_token and config.proxy_host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning(
+            "serving on %s without LLM_CACHE_ADMIN_TOKEN: anyone who can reach this address "
+            "can read stats and clear or delete cache entries; set LLM_CACHE_ADMIN_TOKEN",
+            config.proxy_host,
+        )
     logger.info(
         "llm-cache proxy on http://%s:%s (backend %s, mode %s)",
         config.proxy_host,
