@@ -69,6 +69,8 @@ class CohereProvider(ProviderSpec):
         if endpoint != CHAT or not self.stream_finished(endpoint, events):
             return None
         objs = _objects(events) or []
+        if any("logprobs" in o for o in objs):
+            return None  # per-delta log probabilities: no exact merged form
         response: dict[str, Any] = {}
         message: dict[str, Any] = {"role": "assistant"}
         content: dict[int, dict[str, Any]] = {}

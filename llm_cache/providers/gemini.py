@@ -123,6 +123,16 @@ class GeminiProvider(ProviderSpec):
             return None
         merged: dict[str, Any] = {}
         candidates: dict[int, dict[str, Any]] = {}
+        scored: dict[int, int] = {}
+        for chunk in chunks:
+            for pos, cand in enumerate(chunk.get("candidates") or []):
+                if isinstance(cand, dict) and "logprobsResult" in cand:
+                    return None  # per-chunk token log probabilities: no exact merged form
+                if isinstance(cand, dict) and "avgLogprobs" in cand:
+                    index = cand.get("index", pos)
+                    scored[index] = scored.get(index, 0) + 1
+        if any(n > 1 for n in scored.values()):
+            return None  # several partial averages cannot be combined exactly
         for chunk in chunks:
             for key, value in chunk.items():
                 if key != "candidates":

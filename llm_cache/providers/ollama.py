@@ -74,6 +74,8 @@ class OllamaProvider(ProviderSpec):
         records = _records(events)
         if not records or records[-1].get("done") is not True:
             return None
+        if any("logprobs" in r for r in records):
+            return None  # per-delta log probabilities: no exact merged form
         merged = dict(records[-1])
         if endpoint == CHAT:
             message: dict[str, Any] = {}
@@ -95,6 +97,8 @@ class OllamaProvider(ProviderSpec):
     ) -> list[NDJSONRecord] | None:
         if endpoint not in (CHAT, GENERATE) or response.get("done") is not True:
             return None
+        if "logprobs" in response:
+            return None  # a stream carries them per delta, which cannot be re-cut exactly
         head: dict[str, Any] = {k: response[k] for k in ("model", "created_at") if k in response}
         first: dict[str, Any]
         if endpoint == CHAT:

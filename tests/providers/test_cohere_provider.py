@@ -118,3 +118,17 @@ def test_errors_usage_embed_rerank(url: str) -> None:
     ).json()
     assert not PROVIDER.body_is_error("/v2/rerank", ranked)
     assert PROVIDER.response_to_events("/v2/embed", emb, {}) is None
+
+
+def test_log_probabilities_are_never_merged(url: str) -> None:
+    events = parse_sse(post(url, "/v2/chat", {**CHAT, "stream": True}).content)
+    delta = SSEEvent.from_json(
+        {
+            "type": "content-delta",
+            "index": 0,
+            "delta": {"message": {"content": {"text": "x"}}},
+            "logprobs": {"token_ids": [1], "logprobs": [-0.1]},
+        },
+        event="content-delta",
+    )
+    assert PROVIDER.events_to_response("/v2/chat", [*events[:2], delta, *events[2:]]) is None

@@ -165,3 +165,24 @@ def test_errors_usage_and_embeddings(upstream: tuple[GeminiFake, str]) -> None:
     assert PROVIDER.usage_tokens("embedContent", e) is None
     assert PROVIDER.response_to_events("embedContent", e, {}) is None
     assert PROVIDER.events_to_response("embedContent", []) is None
+
+
+def test_log_probabilities_are_never_merged(upstream: tuple[GeminiFake, str]) -> None:
+    _, url = upstream
+    events = parse_sse(fetch(url, "streamGenerateContent", query="?alt=sse").content)
+    chunks = [orjson.loads(e.data) for e in events]
+
+    def with_field(field: str, value: object, where: list[int]) -> list[SSEEvent]:
+        out = []
+        for i, c in enumerate(chunks):
+            cand = {**c["candidates"][0], **({field: value} if i in where else {})}
+            out.append(SSEEvent(data=orjson.dumps({**c, "candidates": [cand]}).decode()))
+        return out
+
+    last = len(chunks) - 1
+    one_avg = with_field("avgLogprobs", -0.2, [last])
+    assert PROVIDER.events_to_response("generateContent", one_avg) is not None
+    two_avg = with_field("avgLogprobs", -0.2, [0, last])
+    assert PROVIDER.events_to_response("generateContent", two_avg) is None
+    tokens = with_field("logprobsResult", {"topCandidates": []}, [0])
+    assert PROVIDER.events_to_response("generateContent", tokens) is None

@@ -141,3 +141,15 @@ def test_errors_and_embeddings(url: str) -> None:
     assert PROVIDER.usage_tokens("/api/embed", e) is not None
     assert PROVIDER.response_to_events("/api/embed", e, {}) is None
     assert PROVIDER.events_to_response("/api/embed", []) is None
+
+
+def test_log_probabilities_are_never_merged_or_re_cut(url: str) -> None:
+    records = parse_ndjson(post(url, "/api/chat", CHAT).content)
+    with_logprobs = [
+        NDJSONRecord.from_json({**r.json(), "logprobs": [{"token": "x", "logprob": -0.1}]})
+        for r in records
+    ]
+    assert PROVIDER.stream_finished("/api/chat", with_logprobs)  # stored and replayed as is
+    assert PROVIDER.events_to_response("/api/chat", with_logprobs) is None
+    full = {**post(url, "/api/chat", {**CHAT, "stream": False}).json(), "logprobs": []}
+    assert PROVIDER.response_to_events("/api/chat", full, CHAT) is None
