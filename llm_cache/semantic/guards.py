@@ -341,7 +341,10 @@ def _language(words: tuple[str, ...]) -> str | None:
 
 
 def _content(words: tuple[str, ...]) -> list[str]:
-    return [w for w in words if w not in STOPWORDS and not w.isdigit()]
+    """Content words in their plain form ("why's" is "why", a stopword; "France's" is
+    "france"); negations and numbers are left to their own guards."""
+    plain = (_plain(w) for w in words)
+    return [w for w in plain if w not in STOPWORDS and w not in NEGATIONS and not w.isdigit()]
 
 
 def _has_negative_form(a: set[str], b: set[str]) -> str | None:
@@ -437,7 +440,7 @@ _DISTINCT_QUESTIONS = frozenset({"who", "when", "where", "why"})
 
 def _stem(word: str) -> str:
     """A light stem: possessive and plural endings off, so "world's" equals "world"."""
-    word = word.replace("'s", "").rstrip("'")
+    word = word.rstrip("'")
     if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
         word = word[:-1]
     return word

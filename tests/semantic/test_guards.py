@@ -48,6 +48,7 @@ def test_a_differing_detail_blocks(a: str, b: str, reason: str) -> None:
     ("a", "b"),
     [
         ("What is the capital of France?", "What's the capital of France?"),
+        ("Why is the sky blue?", "Why's the sky blue?"),
         ("what is the capital of france", "What is the capital of France?"),
         ("How do I reverse a list in Python?", "In Python, how do I reverse a list?"),
         ("What is the tallest mountain in the world?", "What's the world's tallest mountain?"),
