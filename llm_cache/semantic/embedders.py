@@ -197,11 +197,12 @@ class UpstreamEmbedder:
 
 
 def http_embeddings_call(
-    base_urls: Mapping[str, str], client_for: Callable[[str], Any]
+    base_urls: Mapping[str, str], client_for: Callable[[str], Any], timeout: float = 10.0
 ) -> EmbeddingsCall:
     """An :data:`EmbeddingsCall` that POSTs to ``{base_urls[upstream]}/embeddings`` with
     ``client_for(upstream)`` (an ``httpx2.AsyncClient``: the proxy's pooled one), sending the
-    given credential headers. ``base_urls``: ``{"openai": openai_base_url, **upstreams}``."""
+    given credential headers. ``base_urls``: ``{"openai": openai_base_url, **upstreams}``.
+    ``timeout`` (seconds) bounds what a slow embeddings upstream can add to a miss."""
 
     async def call(upstream: str, model: str, texts: Sequence[str], auth: Mapping[str, str]) -> Any:
         base = base_urls.get(upstream)
@@ -211,6 +212,7 @@ def http_embeddings_call(
             base.rstrip("/") + "/embeddings",
             json={"model": model, "input": list(texts), "encoding_format": "float"},
             headers=dict(auth),
+            timeout=timeout,
         )
         if response.status_code != 200:
             raise EmbedderError(

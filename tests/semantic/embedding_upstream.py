@@ -8,6 +8,7 @@ token is checked on embeddings; calls are recorded. Lifespan events are accepted
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ class EmbeddingUpstream:
         self.calls: list[dict[str, Any]] = []
         self.fail_with: int | None = None
         self.chats = 0
+        self.delay = 0.0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -48,6 +50,8 @@ class EmbeddingUpstream:
             return await self._send(send, 401, {"error": {"message": "bad key"}})
         request = orjson.loads(body)
         self.calls.append(request)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.fail_with:
             return await self._send(send, self.fail_with, {"error": {"message": "boom"}})
         texts = [request["input"]] if isinstance(request["input"], str) else request["input"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -301,3 +302,25 @@ async def test_sqlite_vectors_follow_their_entries(tmp_path: Path) -> None:
     storage.clear()
     assert await index.size() == 0
     storage.close()
+
+
+async def test_a_slow_embeddings_upstream_is_cut_short(
+    embedding_upstream: tuple[EmbeddingUpstream, str],
+) -> None:
+    app, url = embedding_upstream
+    app.delay = 2.0
+    try:
+        async with httpx2.AsyncClient() as client:
+            call = http_embeddings_call({"openai": f"{url}/v1"}, lambda _: client, timeout=0.2)
+            cache = SemanticCache(
+                config(semantic_embedder="openai:m"),
+                MemoryStorage(max_size=10),
+                embeddings_call=call,
+            )
+            started = time.monotonic()
+            auth = {"authorization": f"Bearer {API_KEY}"}
+            assert await cache.lookup("openai", CHAT, chat("q"), "", auth=auth) is None
+            assert time.monotonic() - started < 1.5
+            assert cache.stats()["errors"] == 1
+    finally:
+        app.delay = 0.0
