@@ -295,7 +295,10 @@ class HttpCache:
         from llm_cache.semantic.cache import format_similarity, read_semantic_headers
 
         semantic, req = self.semantic, call.req
-        if semantic is None or not semantic.applies(self.engine.mode, req.header_map):
+        shape = call.match.provider.semantic_shapes.get(call.match.endpoint)
+        if semantic is None or shape is None:
+            return None
+        if not semantic.applies(self.engine.mode, req.header_map):
             return None
         _, threshold = read_semantic_headers(req.header_map)
         near = await semantic.lookup(
@@ -305,6 +308,7 @@ class HttpCache:
             threshold=threshold,
             auth=semantic.auth_for(req.url, req.header_map),
             key_of=_key_of(call),
+            shape=shape,
         )
         if near is None:
             return None
@@ -756,8 +760,9 @@ class HttpCache:
         elif 200 <= response.status < 300:
             logger.debug("not storing %s: %s", call.key[:12], why)
         flight.finish(entry)
-        if flight.stored and self.semantic is not None:  # after finish: the client never waits
-            await self.semantic.remember(
+        shape = provider.semantic_shapes.get(call.match.endpoint)
+        if flight.stored and self.semantic is not None and shape is not None:
+            await self.semantic.remember(  # after finish: the client never waits
                 provider.name,
                 call.match.endpoint,
                 call.body,
@@ -765,6 +770,7 @@ class HttpCache:
                 call.key,
                 auth=self.semantic.auth_for(call.req.url, call.req.header_map),
                 key_of=_key_of(call),
+                shape=shape,
             )
 
     # -- pass-through and errors --------------------------------------------------------------

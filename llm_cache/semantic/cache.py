@@ -168,18 +168,22 @@ class SemanticCache:
         threshold: float | None = None,
         auth: Mapping[str, str] | None = None,
         key_of: KeyOf | None = None,
+        shape: str | None = None,
     ) -> SemanticMatch | None:
         """The best stored entry meaning the same as this request, or ``None`` (never raises).
 
         ``body`` is the request body as keyed (fields that never enter a key dropped);
         ``threshold`` a per-request value (only a stricter one has an effect); ``auth`` the
         request's credential headers, for an upstream embedder; ``key_of`` the engine's exact
-        key function (see :func:`~llm_cache.semantic.partition.partition_for`).
+        key function and ``shape`` the provider's body shape for this endpoint (see
+        :func:`~llm_cache.semantic.partition.partition_for`).
         """
         if not self.enabled:
             return None
         try:
-            match = await self._lookup(provider, endpoint, body, scope, threshold, auth, key_of)
+            match = await self._lookup(
+                provider, endpoint, body, scope, threshold, auth, key_of, shape
+            )
         except Exception as exc:
             self._failed("lookup", exc)
             return None
@@ -195,10 +199,11 @@ class SemanticCache:
         threshold: float | None,
         auth: Mapping[str, str] | None,
         key_of: KeyOf | None,
+        shape: str | None,
     ) -> SemanticMatch | None:
         from llm_cache.semantic.partition import partition_for
 
-        part = partition_for(provider, endpoint, body, scope, key_of=key_of)
+        part = partition_for(provider, endpoint, body, scope, key_of=key_of, shape=shape)
         if part is None:
             return None
         embedder, index, judge = self._components()
@@ -229,6 +234,7 @@ class SemanticCache:
         *,
         auth: Mapping[str, str] | None = None,
         key_of: KeyOf | None = None,
+        shape: str | None = None,
     ) -> bool:
         """File the request's question as a pointer to ``entry_key``; ``False`` when it is not
         chat-shaped, semantic is off, or something failed (logged, never raised)."""
@@ -237,7 +243,7 @@ class SemanticCache:
         from llm_cache.semantic.partition import partition_for
 
         try:
-            part = partition_for(provider, endpoint, body, scope, key_of=key_of)
+            part = partition_for(provider, endpoint, body, scope, key_of=key_of, shape=shape)
             if part is None:
                 return False
             embedder, index, _ = self._components()

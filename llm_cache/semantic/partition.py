@@ -40,6 +40,7 @@ def partition_for(
     scope: str = "",
     *,
     key_of: Callable[[Mapping[str, Any]], str] | None = None,
+    shape: str | None = None,
 ) -> Partition | None:
     """The partition of a chat-style request, or ``None`` when it has no last user text.
 
@@ -53,12 +54,17 @@ def partition_for(
     partition is then the exact key of the request with its last user text taken out, so it
     covers whatever the exact key covers (URL, key headers, namespace, tenant...), by
     construction.
+
+    ``shape`` names the body layout (a provider declares it per endpoint in
+    ``semantic_shapes``): ``"messages"`` (OpenAI chat, Anthropic messages), ``"responses"``
+    (OpenAI Responses ``input``), ``"contents"`` (Gemini ``contents``/``parts``). Without it,
+    the OpenAI and Anthropic endpoints are recognised by their path.
     """
-    shape = _shape_of(endpoint, body)
-    if shape is None:
+    take = SHAPES.get(shape) if shape is not None else _shape_of(endpoint)
+    if take is None:
         return None
     copy = deepcopy(dict(body))
-    text = shape(copy)
+    text = take(copy)
     if text is None or not text.strip():
         return None
     if key_of is not None:
@@ -76,14 +82,12 @@ def partition_for(
 _Extractor = Callable[[dict[str, Any]], "str | None"]
 
 
-def _shape_of(endpoint: str, body: Mapping[str, Any]) -> _Extractor | None:
+def _shape_of(endpoint: str) -> _Extractor | None:
     path = endpoint.split("?", 1)[0].rstrip("/")
     if path.endswith("/chat/completions") or path.endswith("/messages"):
         return _take_messages  # OpenAI chat completions, Anthropic messages
     if path.endswith("/responses"):
         return _take_responses_input
-    if path.lower().endswith("generatecontent"):  # Gemini's (stream)GenerateContent
-        return _take_gemini_contents
     return None
 
 
@@ -114,8 +118,9 @@ def _take_responses_input(body: dict[str, Any]) -> str | None:
     return _take_content(last, "content", ("input_text", "text"))
 
 
-def _take_gemini_contents(body: dict[str, Any]) -> str | None:
-    """Gemini ``contents``: a string, or turns whose last is the user's (role may be absent)."""
+def _take_contents(body: dict[str, Any]) -> str | None:
+    """``contents`` (Gemini): a string, or turns whose last is the user's (role may be
+    absent)."""
     contents = body.get("contents")
     if isinstance(contents, str):
         body["contents"] = TEXT_SLOT
@@ -167,3 +172,10 @@ def _take_content(message: dict[str, Any], field: str, text_types: tuple[str, ..
         elif part.get("type") in ("tool_result", "function_call_output"):
             return None  # the last turn answers a tool call: not a question to paraphrase
     return "\n".join(texts) if texts else None
+
+
+SHAPES: dict[str, _Extractor] = {
+    "messages": _take_messages,
+    "responses": _take_responses_input,
+    "contents": _take_contents,
+}

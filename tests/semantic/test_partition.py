@@ -199,6 +199,7 @@ def test_openai_responses() -> None:
 
 
 def test_gemini_generate_content() -> None:
+    """Gemini declares its shape (``semantic_shapes``); its path is not guessed here."""
     path = "/v1beta/models/gemini-2.0-flash:generateContent"
 
     def body(text: str, role: str | None = "user") -> dict[str, Any]:
@@ -207,16 +208,49 @@ def test_gemini_generate_content() -> None:
             turn["role"] = role
         return {"contents": [turn], "generationConfig": {"temperature": 0}}
 
-    a = partition_for("gemini", path, body("Why is the sky blue?"))
-    b = partition_for("gemini", path, body("What makes the sky blue?", role=None))
-    other_model = partition_for("gemini", path.replace("2.0", "1.5"), body("Why is the sky blue?"))
+    def part(endpoint: str, b: dict[str, Any]) -> Any:
+        return partition_for("gemini", endpoint, b, shape="contents")
+
+    a = part(path, body("Why is the sky blue?"))
+    b = part(path, body("What makes the sky blue?", role=None))
+    other_model = part(path.replace("2.0", "1.5"), body("Why is the sky blue?"))
     assert a and b and other_model
     assert a.text == "Why is the sky blue?"
     assert a.key != other_model.key
-    assert partition_for("gemini", path, body("q", role="model")) is None
-    stream = partition_for(
-        "gemini",
-        path.replace(":generateContent", ":streamGenerateContent"),
-        body("Why is the sky blue?"),
-    )
-    assert stream is not None and stream.key != a.key
+    assert part(path, body("q", role="model")) is None
+    assert part(path, {"contents": "Why is the sky blue?"}).text == "Why is the sky blue?"
+    inline = {
+        "contents": [
+            {
+                "parts": [
+                    {"text": "What is this?"},
+                    {"inline_data": {"mime_type": "image/png", "data": "AA"}},
+                ]
+            }
+        ]
+    }
+    other_image = {
+        "contents": [
+            {
+                "parts": [
+                    {"text": "What's this?"},
+                    {"inline_data": {"mime_type": "image/png", "data": "AB"}},
+                ]
+            }
+        ]
+    }
+    assert part(path, inline).key != part(path, other_image).key
+    assert partition_for("gemini", path, body("Why is the sky blue?")) is None  # no shape given
+
+
+def test_providers_declare_their_chat_shapes() -> None:
+    from llm_cache.providers import get_provider
+
+    assert dict(get_provider("openai").semantic_shapes) == {
+        "/chat/completions": "messages",
+        "/responses": "responses",
+    }
+    assert dict(get_provider("anthropic").semantic_shapes) == {"/messages": "messages"}
+    assert set(get_provider("gemini").semantic_shapes.values()) == {"contents"}
+    for name in ("ollama", "cohere", "bedrock"):
+        assert not get_provider(name).semantic_shapes
