@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from hashlib import blake2b
 from pathlib import Path
 from typing import Any, TypeVar
@@ -144,6 +145,10 @@ def _retry(fn: Callable[[], _T]) -> _T:
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
 
 
 def key_row_id(key: str) -> int:
@@ -519,8 +524,7 @@ class SQLiteStorage(CacheStorage):
         )
         after: int | None = None
         while True:
-            params = (after, self._ITER_BATCH)
-            rows = _retry(lambda p=params: conn.execute(sql, p).fetchall())
+            rows = _retry(partial(_fetch_all, conn, sql, (after, self._ITER_BATCH)))
             now = time.time()
             for id_, last_used, *row in rows:
                 entry = self._entry(names, tuple(row), last_used)
