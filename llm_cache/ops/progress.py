@@ -31,7 +31,9 @@ class _Bar:
 
 
 @contextmanager
-def progress(description: str, total: int | None, *, enabled: bool | None = None) -> Iterator[Progress]:
+def progress(
+    description: str, total: int | None, *, enabled: bool | None = None
+) -> Iterator[Progress]:
     """A bar for ``total`` steps (``None``: unknown) when stderr is a terminal."""
     show = sys.stderr.isatty() if enabled is None else enabled
     if show:
