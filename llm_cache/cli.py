@@ -52,12 +52,16 @@ then point an SDK at the proxy:
 _DURATION_HELP = "DURATION such as 90s, 15m, 12h, 7d, 2w"
 
 
-class _Failed(Exception):
+class _Failed(click.ClickException):
     """An operation failed with a message for the user (exit code 1, or ``code``)."""
 
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
-        self.code = code
+        self.exit_code = code  # type: ignore[misc]  # per instance: 1 or 2
+
+    def show(self, file: Any = None) -> None:
+        if self.message:
+            click.echo(f"llm-cache: {self.message}", err=True)
 
 
 def _err(message: str) -> None:
@@ -546,10 +550,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 done, 1 failed, 2 bad usage/settings)."""
     try:
         code = cli.main(args=argv, prog_name="llm-cache", standalone_mode=False)
-    except _Failed as exc:
-        if str(exc):
-            _err(f"llm-cache: {exc}")
-        return exc.code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
