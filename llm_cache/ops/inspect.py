@@ -57,6 +57,8 @@ def find_entry(storage: CacheStorage, key: str) -> StoredEntry:
     entry = storage.peek_entry(key)
     if entry is not None:
         return entry
+    if len(key) >= 64:  # a whole key: nothing to complete
+        raise KeyNotFound(f"no entry with key {key!r}")
     if len(key) < MIN_PREFIX:
         raise KeyNotFound(f"no entry with key {key!r} (a prefix needs {MIN_PREFIX}+ characters)")
     matches = [e for e in storage.iter_entries() if e.key.startswith(key)]
