@@ -36,7 +36,7 @@ __all__ = [
     "DEFAULT_EXCLUDED_FIELDS",
     "SSE",
     "Frame",
-    "FrameParser",
+    "FrameSplitter",
     "Framing",
     "Provider",
     "ProviderSpec",
@@ -71,35 +71,71 @@ class Frame(Protocol):
     def encode(self) -> bytes: ...
 
 
-class FrameParser(Protocol):
-    def feed(self, chunk: bytes) -> list[Any]:
-        """Frames completed by ``chunk`` (frames may be split anywhere across chunks)."""
-        ...
+class FrameSplitter(Protocol):
+    """Cuts a byte stream into raw frames, each exactly as sent (for exact replay)."""
 
-    def finish(self) -> list[Any]:
-        """Frames still buffered at the end of the stream (an unterminated last one)."""
+    def feed(self, chunk: bytes) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]:
+        """What is left at the end (an unterminated last frame), as one raw frame or none."""
         ...
 
 
 class Framing(Protocol):
-    """A stream codec: how frames look on the wire."""
+    """A stream codec: how frames look on the wire.
+
+    ``splitter`` cuts the raw bytes into frames (stored and replayed byte for byte);
+    ``decode`` reads one raw frame (``None`` for a frame that carries nothing, such as an SSE
+    comment); ``encode`` spells frames made by a conversion.
+    """
 
     name: str
     content_type: str
 
-    def parser(self) -> FrameParser: ...
+    def splitter(self) -> FrameSplitter: ...
+
+    def decode(self, raw: bytes) -> Any | None: ...
 
     def encode(self, frames: Iterable[Any]) -> bytes: ...
 
 
+class _SSESplitter:
+    _END = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n|\r\n\n")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buffer = self._buffer + chunk
+        frames: list[bytes] = []
+        start = 0
+        for m in self._END.finditer(buffer):
+            if m.start() < start:
+                continue
+            frames.append(buffer[start : m.end()])
+            start = m.end()
+        self._buffer = buffer[start:]
+        return frames
+
+    def finish(self) -> list[bytes]:
+        rest, self._buffer = self._buffer, b""
+        return [rest] if rest.strip() else []
+
+
 class SSEFraming:
-    """``text/event-stream``."""
+    """``text/event-stream``: frames end at a blank line."""
 
     name = "sse"
     content_type = "text/event-stream"
 
-    def parser(self) -> FrameParser:
-        return SSEParser()
+    def splitter(self) -> FrameSplitter:
+        return _SSESplitter()
+
+    def decode(self, raw: bytes) -> SSEEvent | None:
+        parser = SSEParser()
+        events = parser.feed(raw)
+        events.extend(parser.finish())
+        return events[0] if events else None
 
     def encode(self, frames: Iterable[Any]) -> bytes:
         return b"".join(f.encode() for f in frames)
