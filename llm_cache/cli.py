@@ -419,18 +419,17 @@ def ls_cmd(
     now = time.time()
     rows = [("KEY", "PROVIDER", "MODEL", "ENDPOINT", "SIZE", "CREATED", "LAST HIT", "HITS")]
     for e in entries:
-        i = e.info
-        hits = i.get("hits")
+        row = entry_row(e)
         rows.append(
             (
                 e.key[:16],
-                i.get("provider") or "-",
-                i.get("model") or "-",
-                i.get("endpoint") or "-",
-                _size(i.get("size")),
-                _ago(i.get("created"), now),
-                _ago(i.get("last_hit"), now),
-                "-" if hits is None else str(hits),
+                row["provider"] or "-",
+                row["model"] or "-",
+                row["endpoint"] or "-",
+                _size(row["size"]),
+                _ago(row["created"], now),
+                _ago(row["last_hit"], now),
+                "-" if row["hits"] is None else str(row["hits"]),
             )
         )
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]

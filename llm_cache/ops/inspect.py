@@ -10,6 +10,7 @@ from typing import Any
 
 from llm_cache.cache.storage import CacheStorage, StoredEntry
 from llm_cache.ops.progress import progress
+from llm_cache.ops.records import describe
 from llm_cache.ops.transfer import EntryFilter
 
 MIN_PREFIX = 6
@@ -40,9 +41,7 @@ def entry_row(entry: StoredEntry) -> dict[str, Any]:
     info = entry.info
     return {
         "key": entry.key,
-        "provider": info.get("provider"),
-        "model": info.get("model"),
-        "endpoint": info.get("endpoint"),
+        **describe(entry),
         "size": info.get("size", len(entry.data)),
         "created": info.get("created"),
         "last_hit": info.get("last_hit"),

@@ -1,35 +1,51 @@
 """Export records (``llm-cache-entry/1``): a stored entry as one JSON object, and back.
 
-One line of an export::
+One line of an export (the engine's ``Entry.to_export``)::
 
     {"format": "llm-cache-entry/1", "key": "<64 hex>",
      "request": {"method", "url", "headers", "body"} | null,
      "response": {"status", "content_type", "body" | "body_text" | "events"},
-     "metadata": {"provider", "endpoint", "model", "created", "last_hit", "hits", "expires", ...}}
+     "metadata": {"provider", "endpoint", "model", "usage", "upstream_duration", "created",
+                  "last_hit", "hits", "expires"}}
 
 ``body`` is the answer parsed when it is JSON (``body_text`` otherwise); ``events`` are a
-stream's frames, each ``{"t": seconds since the request, "data": the frame as sent}``. Values
-that are not HTTP answers (results of ``@cached`` functions) travel as ``"response":
-{"value": <stored form>}`` with a ``null`` request: they cannot be re-keyed, only copied.
+stream's frames, each ``{"t": seconds since the request went upstream, "data": the frame}``.
+The storage's own figures (``last_hit``, ``hits``, ``expires``) travel in ``metadata``; on
+import an entry keeps its remaining lifetime and one already past ``expires`` is skipped.
+
+Values that are not HTTP entries (results of ``@cached`` functions) travel as ``"response":
+{"value": <stored form>}`` with a ``null`` request: they are copied as they are, under their key.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
-from llm_cache.cache.codec import CorruptValueError, decode_value, encode_value
+from llm_cache.cache.codec import CorruptValueError, decode_value, encode_value, is_entry
 from llm_cache.cache.storage import StoredEntry
-from llm_cache.exchange import VALUE_VERSION, exchange_key, json_value, parse_events
-from llm_cache.providers import get_provider
+from llm_cache.engine.entry import ENTRY_FORMAT, Entry
+from llm_cache.engine.exchange import exchange_key
+from llm_cache.providers import get_provider, match_path
+from llm_cache.providers.base import RouteMatch
 
-ENTRY_FORMAT = "llm-cache-entry/1"
-_KEY = re.compile(r"[0-9a-f]{64}")
-_INFO_FIELDS = ("created", "last_hit", "hits", "expires")
+__all__ = [
+    "ENTRY_FORMAT",
+    "CorruptValueError",
+    "ImportItem",
+    "RecordError",
+    "describe",
+    "is_expired",
+    "parse_record",
+    "rekey",
+    "to_record",
+]
+
+_STORAGE_FIELDS = ("last_hit", "hits", "expires")
 
 
 class RecordError(ValueError):
@@ -38,7 +54,7 @@ class RecordError(ValueError):
 
 @dataclass(slots=True)
 class ImportItem:
-    """What one record stores: under ``key`` (re-keyed when the rules changed), ``blob``."""
+    """What one record stores: ``blob`` under ``key`` (re-keyed when the rules changed)."""
 
     key: str
     original_key: str
@@ -54,51 +70,54 @@ class ImportItem:
 # -- export ----------------------------------------------------------------------------------
 
 
-def to_record(entry: StoredEntry) -> dict[str, Any]:
-    """The export record of a stored entry; ``CorruptValueError`` when its value is unreadable."""
-    value = decode_value(entry.data)
-    info = entry.info
-    metadata: dict[str, Any] = {
+def to_record(stored: StoredEntry) -> dict[str, Any]:
+    """The export record of a stored entry; ``CorruptValueError`` when it is unreadable."""
+    info = stored.info
+    extra = {name: info.get(name) for name in _STORAGE_FIELDS}
+    if is_entry(stored.data):
+        entry = Entry.decode(stored.data)
+        if not entry.created and info.get("created"):
+            entry.created = float(info["created"] or 0.0)
+        return entry.to_export(stored.key, extra)
+    value = decode_value(stored.data)
+    metadata = {
         "provider": info.get("provider") or "",
         "endpoint": info.get("endpoint") or "",
         "model": info.get("model") or "",
+        "created": info.get("created"),
+        **extra,
     }
-    metadata.update({name: info.get(name) for name in _INFO_FIELDS})
     return {
         "format": ENTRY_FORMAT,
-        "key": entry.key,
+        "key": stored.key,
         "request": None,
-        "response": _response_of(value),
+        "response": {"value": value},
         "metadata": metadata,
     }
 
 
-def _response_of(value: dict[str, Any]) -> dict[str, Any]:
-    if value.get("v") != VALUE_VERSION or "status" not in value:
-        return {"value": value}
-    response: dict[str, Any] = {"status": value["status"], "content_type": value["content_type"]}
-    stream = value.get("stream")
-    if isinstance(stream, str):
-        response["events"] = [
-            {"t": 0.0, "data": event.encode().decode("utf-8")} for event in parse_events(stream)
-        ]
-        return response
-    text = str(value.get("body", ""))
-    try:
-        response["body"] = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        response["body_text"] = text
-    return response
-
-
-def summary(entry: StoredEntry) -> dict[str, Any]:
-    """Provider, endpoint and model of an entry, for listings and filters."""
-    info = entry.info
-    return {
-        "provider": info.get("provider") or "",
-        "endpoint": info.get("endpoint") or "",
-        "model": info.get("model") or "",
+def describe(stored: StoredEntry) -> dict[str, str | None]:
+    """Provider, endpoint and model of an entry: the backend's figures, completed from the
+    entry record where the backend keeps fewer (SQLite has no endpoint column)."""
+    info = stored.info
+    out: dict[str, str | None] = {
+        "provider": info.get("provider"),
+        "endpoint": info.get("endpoint"),
+        "model": info.get("model"),
     }
+    if all(out.values()) or not is_entry(stored.data):
+        return out
+    try:
+        entry = Entry.decode(stored.data)
+    except CorruptValueError:
+        return out
+    for name, value in (
+        ("provider", entry.provider),
+        ("endpoint", entry.endpoint),
+        ("model", entry.model),
+    ):
+        out[name] = out[name] or value or None
+    return out
 
 
 # -- import ----------------------------------------------------------------------------------
@@ -120,92 +139,69 @@ def parse_record(line: bytes) -> ImportItem:
     metadata = obj.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise RecordError("'metadata' must be an object")
+    expires = metadata.get("expires")
+    if expires is not None and (not isinstance(expires, int | float) or isinstance(expires, bool)):
+        raise RecordError("'metadata.expires' must be a number of epoch seconds or null")
     request = obj.get("request")
     if request is not None and not isinstance(request, dict):
         raise RecordError("'request' must be an object or null")
     response = obj.get("response")
     if not isinstance(response, dict):
         raise RecordError("'response' must be an object")
-    blob = _blob_of(response)
-    expires = metadata.get("expires")
-    if expires is not None and not isinstance(expires, int | float):
-        raise RecordError("'metadata.expires' must be a number of epoch seconds or null")
-    new_key = rekey(request, metadata) if request is not None else key
-    kept = {n: str(metadata[n]) for n in ("provider", "model", "endpoint") if metadata.get(n)}
-    return ImportItem(new_key, key, blob, kept, float(expires) if expires is not None else None)
-
-
-def _blob_of(response: dict[str, Any]) -> bytes:
+    until = float(expires) if expires is not None else None
     if "value" in response:
         if not isinstance(response["value"], dict):
             raise RecordError("'response.value' must be an object")
-        return encode_value(response["value"])
+        kept = {n: str(metadata[n]) for n in ("provider", "model", "endpoint") if metadata.get(n)}
+        return ImportItem(key, key, encode_value(response["value"]), kept, until)
+    entry = _entry_of(obj, response)
+    new_key = rekey(entry.request, entry.provider) if entry.request is not None else key
+    kept = {"provider": entry.provider, "model": entry.model, "endpoint": entry.endpoint}
+    return ImportItem(new_key, key, entry.encode(), {k: v for k, v in kept.items() if v}, until)
+
+
+def _entry_of(obj: dict[str, Any], response: dict[str, Any]) -> Entry:
     status = response.get("status")
     if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status < 300:
         raise RecordError(f"'response.status' must be a 2xx integer, got {status!r}")
     content_type = response.get("content_type")
     if not isinstance(content_type, str) or not content_type:
         raise RecordError("'response.content_type' must be a non-empty string")
-    if "events" in response:
-        events = response["events"]
-        if not isinstance(events, list) or not events:
-            raise RecordError("'response.events' must be a non-empty list")
-        frames = []
-        for i, event in enumerate(events):
-            if not isinstance(event, dict) or not isinstance(event.get("data"), str):
-                raise RecordError(f"'response.events[{i}]' must be an object with a 'data' string")
-            frames.append(event["data"])
-        value: dict[str, Any] | None = {
-            "v": VALUE_VERSION,
-            "status": status,
-            "content_type": content_type,
-            "stream": "".join(frames),
-        }
-    elif "body" in response:
-        value = json_value(status, content_type, orjson.dumps(response["body"]))
-    elif isinstance(response.get("body_text"), str):
-        value = json_value(status, content_type, response["body_text"].encode("utf-8"))
-    else:
-        raise RecordError("'response' needs one of 'body', 'body_text', 'events' or 'value'")
-    if value is None:  # pragma: no cover - json_value refuses only non-UTF-8 bytes
-        raise RecordError("'response' body is not UTF-8 text")
-    return encode_value(value)
+    if "events" in response and not response["events"]:
+        raise RecordError("'response.events' must not be empty")
+    try:
+        return Entry.from_export(obj)
+    except (ValueError, TypeError) as exc:
+        raise RecordError(str(exc)) from None
 
 
-def rekey(request: dict[str, Any], metadata: dict[str, Any]) -> str:
-    """The key of ``request`` under the rules of this version (what the proxy would compute)."""
+def rekey(request: dict[str, Any], provider_name: str) -> str:
+    """The key of ``request`` under this version's rules: what the proxy computes for it."""
     url, body = request.get("url"), request.get("body")
     headers = request.get("headers") or {}
-    if not isinstance(url, str) or not url:
-        raise RecordError("'request.url' must be a non-empty string")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise RecordError("'request.url' must be an http(s) URL")
     if not isinstance(body, dict):
         raise RecordError("'request.body' must be an object")
     if not isinstance(headers, dict):
         raise RecordError("'request.headers' must be an object")
-    try:
-        provider = get_provider(str(metadata.get("provider") or "openai"))
-    except ValueError as exc:
-        raise RecordError(f"'metadata.provider': {exc}") from None
     lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-    return exchange_key(provider, url, body, lowered)  # type: ignore[arg-type]
+    match = _match(urlsplit(url).path, provider_name, lowered)
+    return exchange_key(match, url, body, lowered)
+
+
+def _match(path: str, provider_name: str, headers: dict[str, str]) -> RouteMatch:
+    match: RouteMatch | None = None
+    if provider_name:
+        try:
+            match = get_provider(provider_name).match(path)
+        except ValueError as exc:
+            raise RecordError(f"'metadata.provider': {exc}") from None
+    match = match or match_path(path, headers)
+    if match is None:
+        raise RecordError(f"'request.url' path {path!r} is not a cached route of any provider")
+    return match
 
 
 def is_expired(item: ImportItem, now: float | None = None) -> bool:
     return item.expires is not None and item.expires <= (time.time() if now is None else now)
-
-
-def valid_key(text: str) -> bool:
-    return bool(_KEY.fullmatch(text))
-
-
-__all__ = [
-    "ENTRY_FORMAT",
-    "CorruptValueError",
-    "ImportItem",
-    "RecordError",
-    "is_expired",
-    "parse_record",
-    "rekey",
-    "summary",
-    "to_record",
-]

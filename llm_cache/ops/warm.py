@@ -15,10 +15,9 @@ from typing import Any
 
 import orjson
 
-from llm_cache.cache.codec import encode_value
-from llm_cache.exchange import exchange_key, json_value
+from llm_cache.engine.entry import Entry
 from llm_cache.ops.files import open_lines
-from llm_cache.ops.records import ImportItem
+from llm_cache.ops.records import ImportItem, rekey
 from llm_cache.providers import get_provider
 
 _ENDPOINTS = ("/chat/completions", "/completions", "/embeddings", "/responses")
@@ -97,15 +96,26 @@ def plan_openai_batch(input_path: str, output_path: str, openai_base_url: str) -
         if endpoint not in _ENDPOINTS:
             plan.unsupported.append(path)
             continue
-        url = openai_base_url.rstrip("/") + endpoint
-        key = exchange_key(provider, url, request_body, {})  # type: ignore[arg-type]
-        value = json_value(status, "application/json", orjson.dumps(body))
-        if value is None:  # pragma: no cover - orjson output is always UTF-8
-            continue
+        request = {
+            "method": "POST",
+            "url": openai_base_url.rstrip("/") + endpoint,
+            "headers": {},
+            "body": request_body,
+        }
+        key = rekey(request, "openai")
         model = request_body.get("model")
-        metadata = {"provider": "openai", "endpoint": endpoint}
-        if isinstance(model, str):
-            metadata["model"] = model
-        plan.items.append(ImportItem(key, key, encode_value(value), metadata, None))
+        usage = provider.usage_tokens(endpoint, body)
+        entry = Entry(
+            status,
+            "application/json",
+            body=orjson.dumps(body),
+            request=request,
+            provider=provider.name,
+            endpoint=endpoint,
+            model=model if isinstance(model, str) else "",
+            usage=usage.as_dict() if usage is not None else None,
+        )
+        metadata = {"provider": provider.name, "endpoint": endpoint, "model": entry.model}
+        plan.items.append(ImportItem(key, key, entry.encode(), metadata, None))
     plan.unanswered = len(set(requests) - answered)
     return plan

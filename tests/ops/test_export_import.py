@@ -73,6 +73,11 @@ def test_export_then_import_serves_every_request_as_a_hit(
     assert {r["format"] for r in records} == {"llm-cache-entry/1"}
     assert {r["metadata"]["provider"] for r in records} == {"openai", "anthropic"}
     assert sum("events" in r["response"] for r in records) == 2
+    # Each record carries the request it answers, and no credential.
+    assert all(r["request"]["method"] == "POST" and r["request"]["body"] for r in records)
+    assert all(r["request"]["url"].startswith(upstream.url) for r in records)
+    raw = (tmp_path / name).read_bytes()
+    assert b"sk-test-123" not in raw and b"sk-ant-test-456" not in raw
 
     imported = run_cli(dst, "import", str(tmp_path / name))
     assert imported.exit_code == 0, imported.stderr
@@ -99,7 +104,7 @@ def test_export_filters_by_provider_model_and_age(
     assert len(lines_of(out)) == 2
 
     assert run_cli(backend, "export", str(out), "--model", "text-embedding-3-small").exit_code == 0
-    assert [r["metadata"]["model"] for r in lines_of(out)] == ["text-embedding-3-small"]
+    assert [r["metadata"]["endpoint"] for r in lines_of(out)] == ["/embeddings"]
 
     time.sleep(1.2)
     with start_proxy(**backend.overrides) as proxy:
@@ -224,20 +229,17 @@ def test_records_whose_key_rules_changed_are_rekeyed_from_their_request(
         if r["response"].get("body", {}).get("object") == "chat.completion"
     )
     # An entry written under older key rules: its key no longer matches; its request does.
+    assert record["request"]["body"]["messages"] == OPENAI_CHAT["messages"]
     record["key"] = "0" * 64
-    record["request"] = {
-        "method": "POST",
-        "url": f"{upstream.url}/v1/chat/completions",
-        "headers": {},
-        "body": OPENAI_CHAT,
-    }
+    no_request = dict(orjson.loads(good_lines[0]), request=None, key="1" * 64)
     path = tmp_path / "old.jsonl"
-    path.write_bytes(orjson.dumps(record) + b"\n")
+    path.write_bytes(orjson.dumps(record) + b"\n" + orjson.dumps(no_request) + b"\n")
     backend = make_backend("sqlite")
     result = run_cli(backend, "import", str(path))
     assert result.exit_code == 0, result.stderr
-    assert "imported 1 entries" in result.stderr and "1 re-keyed" in result.stderr
+    assert "imported 2 entries" in result.stderr and "1 re-keyed" in result.stderr
     assert backend.storage().peek_entry("0" * 64) is None
+    assert backend.storage().peek_entry("1" * 64) is not None  # no request: kept as it was
 
     with start_proxy(mode="offline", **backend.overrides) as proxy:
         raw = openai_client(proxy).chat.completions.with_raw_response.create(**OPENAI_CHAT)  # type: ignore[arg-type]

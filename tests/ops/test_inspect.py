@@ -40,6 +40,8 @@ def test_ls_lists_newest_first_with_filters_and_json(
     assert "5 shown of 5 entries" in table.stderr
     # newest first: the Anthropic stream was the last request made
     assert "anthropic" in lines[1] and "claude-sonnet-4-6" in lines[1]
+    assert "/messages" in lines[1]
+    assert sum("/chat/completions" in line for line in lines) == 2
 
     rows = orjson.loads(run_cli(backend, "ls", "--json").stdout)
     assert len(rows) == 5 and all(len(r["key"]) == 64 for r in rows)
@@ -83,6 +85,8 @@ def test_show_prints_request_and_answer_without_counting_a_hit(
     text = orjson.dumps(answer.choices[0].message.content).decode()
     assert text in shown.stdout  # the stored answer, as JSON
     assert "sk-test-123" not in shown.stdout  # never a credential
+    assert '"content": "Name a prime."' in shown.stdout  # the request it answers
+    assert "/v1/chat/completions" in shown.stdout
 
     as_json = orjson.loads(run_cli(backend, "show", key[:10], "--json").stdout)
     assert as_json["key"] == key and as_json["format"] == "llm-cache-entry/1"
