@@ -101,6 +101,7 @@ def _storage(config: Config, *, writes: bool = False) -> Iterator[CacheStorage]:
     except StorageError as exc:
         raise _Failed(f"cannot open {_where(config)}: {exc}") from None
     try:
+        storage.health_check()  # an unreachable backend fails here, before any work
         yield storage
     except StorageError as exc:
         raise _Failed(f"storage error on {_where(config)}: {exc}") from None

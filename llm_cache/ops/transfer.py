@@ -97,10 +97,12 @@ class ImportStorageError(RuntimeError):
 
     def __init__(self, written: int, total: int, cause: BaseException) -> None:
         self.written, self.total = written, total
-        super().__init__(
-            f"the storage failed after {written} of {total} entries were imported "
-            f"(those {written} stay imported): {type(cause).__name__}: {cause}"
+        what = (
+            f"after {written} of {total} entries were imported (those {written} stay imported)"
+            if written
+            else f"before any of the {total} entries was imported"
         )
+        super().__init__(f"the storage failed {what}: {type(cause).__name__}: {cause}")
 
 
 @dataclass(slots=True)

@@ -323,3 +323,74 @@ def test_a_terminal_gets_a_progress_bar_and_a_pipe_does_not(
     assert piped.stderr.decode().strip().splitlines() == [
         f"exported 5 entries from sqlite ({backend.env['LLM_CACHE_SQLITE_PATH']}) to {out}"
     ]
+
+
+# -- a storage that fails ----------------------------------------------------------------------
+
+
+def big_records(n: int) -> bytes:
+    """``n`` valid records of ~80 kB each."""
+    lines = []
+    for i in range(n):
+        record = {
+            "format": "llm-cache-entry/1",
+            "key": f"{i:064x}",
+            "request": None,
+            "response": {
+                "status": 200,
+                "content_type": "application/json",
+                "body": {"i": i, "pad": os.urandom(40_000).hex()},
+            },
+            "metadata": {"provider": "openai", "model": "m", "endpoint": "/chat/completions"},
+        }
+        lines.append(orjson.dumps(record))
+    return b"\n".join(lines) + b"\n"
+
+
+def test_a_storage_that_fails_part_way_says_how_much_was_imported(tmp_path: Path) -> None:
+    from llm_cache.cache.redis_storage import RedisStorage
+    from llm_cache.ops.transfer import ImportStorageError, import_file
+    from tests.support.redis_servers import REDIS_SERVER, spawn_redis_server
+
+    if REDIS_SERVER is None:
+        pytest.skip("needs the redis-server binary")
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(big_records(30))
+    with spawn_redis_server() as server:
+        storage = RedisStorage(url=f"redis://127.0.0.1:{server.port}")
+        seen: list[int] = []
+
+        def after_each(item: object) -> None:  # the server dies after the 10th entry
+            seen.append(storage.get_size())
+            if len(seen) == 10:
+                server.stop()
+
+        with pytest.raises(ImportStorageError) as failed:
+            import_file(storage, str(path), on_item=after_each)
+        storage.close()
+    assert seen == list(range(1, 11))  # each entry was really written before the next
+    assert failed.value.written == 10 and failed.value.total == 30
+    message = str(failed.value)
+    assert message.startswith("the storage failed after 10 of 30 entries were imported")
+    assert "(those 10 stay imported)" in message and "redis" in message
+
+
+def test_an_unreachable_backend_is_a_clear_error(run_cli: Cli, tmp_path: Path) -> None:
+    from tests.support.redis_servers import free_port
+
+    down = Backend(
+        "redis",
+        {"LLM_CACHE_BACKEND": "redis", "LLM_CACHE_REDIS_URL": f"redis://127.0.0.1:{free_port()}"},
+        {},
+    )
+    (tmp_path / "one.jsonl").write_bytes(big_records(1))
+    for args in (
+        ("ls",),
+        ("export", "-"),
+        ("import", "one.jsonl"),
+        ("prune", "--older-than", "1d"),
+    ):
+        result = run_cli(down, *args)
+        assert result.exit_code == 1, args
+        assert "llm-cache: storage error on redis" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
