@@ -402,7 +402,7 @@ def ls_cmd(
     provider: str | None, model: str | None, limit: int, show_all: bool, as_json: bool
 ) -> None:
     """List entries, newest first: key (prefix), provider, model, endpoint, size, age, hits."""
-    from llm_cache.ops.inspect import entry_row, list_entries
+    from llm_cache.ops.inspect import list_entries
     from llm_cache.ops.transfer import EntryFilter
 
     config = _config()
@@ -412,18 +412,17 @@ def ls_cmd(
         )
         total = storage.get_size()
     if as_json:
-        click.echo(orjson.dumps([entry_row(e) for e in entries]).decode())
+        click.echo(orjson.dumps(entries).decode())
         return
     if not entries:
         _err(f"no entries in {_where(config)}")
         return
     now = time.time()
     rows = [("KEY", "PROVIDER", "MODEL", "ENDPOINT", "SIZE", "CREATED", "LAST HIT", "HITS")]
-    for e in entries:
-        row = entry_row(e)
+    for row in entries:
         rows.append(
             (
-                e.key[:16],
+                row["key"][:16],
                 row["provider"] or "-",
                 row["model"] or "-",
                 row["endpoint"] or "-",
@@ -476,7 +475,7 @@ def _print_entry(record: dict[str, Any], info: Any) -> None:
         ("provider", meta.get("provider") or "-"),
         ("endpoint", meta.get("endpoint") or "-"),
         ("model", meta.get("model") or "-"),
-        ("created", _stamp(info.get("created"), now)),
+        ("created", _stamp(meta.get("created") or info.get("created"), now)),
         ("last hit", _stamp(info.get("last_hit"), now)),
         ("hits", "-" if hits is None else hits),
         ("size", _size(info.get("size"))),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,18 +21,19 @@ class KeyNotFound(LookupError):
 
 def list_entries(
     storage: CacheStorage, flt: EntryFilter | None = None, limit: int | None = None
-) -> list[StoredEntry]:
-    """Entries ``flt`` accepts, newest first, at most ``limit`` (without holding them all)."""
+) -> list[dict[str, Any]]:
+    """Rows (``entry_row``) of the entries ``flt`` accepts, newest answer first, at most
+    ``limit`` (kept in a heap of that size, so a big cache is never held whole)."""
     flt = flt or EntryFilter()
     now = time.time()
-    chosen: Iterator[StoredEntry] = (e for e in storage.iter_entries() if flt.accepts(e, now))
+    rows = (entry_row(e) for e in storage.iter_entries() if flt.accepts(e, now))
 
-    def created(entry: StoredEntry) -> float:
-        return entry.info.get("created") or 0.0
+    def created(row: dict[str, Any]) -> float:
+        return float(row["created"] or 0.0)
 
     if limit is not None:
-        return heapq.nlargest(limit, chosen, key=created)
-    return sorted(chosen, key=created, reverse=True)
+        return heapq.nlargest(limit, rows, key=created)
+    return sorted(rows, key=created, reverse=True)
 
 
 def entry_row(entry: StoredEntry) -> dict[str, Any]:
@@ -43,7 +43,6 @@ def entry_row(entry: StoredEntry) -> dict[str, Any]:
         "key": entry.key,
         **describe(entry),
         "size": info.get("size", len(entry.data)),
-        "created": info.get("created"),
         "last_hit": info.get("last_hit"),
         "hits": info.get("hits"),
         "expires": info.get("expires"),
@@ -89,7 +88,7 @@ def prune(
         for entry in storage.iter_entries():
             result.examined += 1
             bar.advance()
-            created = entry.info.get("created")
+            created = describe(entry)["created"]
             old = created is not None and created < cutoff
             if old and (dry_run or storage.delete(entry.key)):
                 result.removed += 1

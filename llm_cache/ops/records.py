@@ -96,16 +96,21 @@ def to_record(stored: StoredEntry) -> dict[str, Any]:
     }
 
 
-def describe(stored: StoredEntry) -> dict[str, str | None]:
-    """Provider, endpoint and model of an entry: the backend's figures, completed from the
-    entry record where the backend keeps fewer (SQLite has no endpoint column)."""
+def describe(stored: StoredEntry) -> dict[str, Any]:
+    """Provider, endpoint, model and ``created`` of an entry, for listings and filters.
+
+    ``created`` is when the answer was recorded (the entry record's time, kept across export
+    and import), falling back to when the backend stored it; provider, endpoint and model are
+    completed from the record where the backend keeps fewer (SQLite has no endpoint column).
+    """
     info = stored.info
-    out: dict[str, str | None] = {
+    out: dict[str, Any] = {
         "provider": info.get("provider"),
         "endpoint": info.get("endpoint"),
         "model": info.get("model"),
+        "created": info.get("created"),
     }
-    if all(out.values()) or not is_entry(stored.data):
+    if not is_entry(stored.data):
         return out
     try:
         entry = Entry.decode(stored.data)
@@ -117,6 +122,8 @@ def describe(stored: StoredEntry) -> dict[str, str | None]:
         ("model", entry.model),
     ):
         out[name] = out[name] or value or None
+    if entry.created:
+        out["created"] = entry.created
     return out
 
 

@@ -20,7 +20,14 @@ from llm_cache.cache.codec import CorruptValueError
 from llm_cache.cache.storage import CacheStorage, StoredEntry
 from llm_cache.ops.files import open_lines, open_writer
 from llm_cache.ops.progress import Progress, progress
-from llm_cache.ops.records import ImportItem, RecordError, is_expired, parse_record, to_record
+from llm_cache.ops.records import (
+    ImportItem,
+    RecordError,
+    describe,
+    is_expired,
+    parse_record,
+    to_record,
+)
 
 MAX_REPORTED_ERRORS = 20
 
@@ -34,13 +41,13 @@ class EntryFilter:
     since: float | None = None
 
     def accepts(self, entry: StoredEntry, now: float) -> bool:
-        info = entry.info
-        if self.provider and (info.get("provider") or "").lower() != self.provider.lower():
+        facts = describe(entry) if self.since is not None or self.model else entry.info
+        if self.provider and (facts.get("provider") or "").lower() != self.provider.lower():
             return False
-        if self.model and (info.get("model") or "") != self.model:
+        if self.model and (facts.get("model") or "") != self.model:
             return False
         if self.since is not None:
-            created = info.get("created")
+            created = facts.get("created")
             if created is None or created < now - self.since:
                 return False
         return True

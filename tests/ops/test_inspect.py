@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -153,3 +154,23 @@ def test_prune_removes_entries_older_than_the_duration(
     assert run_cli(backend, "prune").exit_code == 2  # --older-than is required
     bad = run_cli(backend, "prune", "--older-than", "-3d")
     assert bad.exit_code == 2 and "--older-than" in bad.stderr
+
+
+def test_imported_entries_keep_the_age_of_their_answer(
+    start_proxy: ProxyFactory, make_backend: MakeBackend, run_cli: Cli, tmp_path: Path
+) -> None:
+    src, dst = make_backend("sqlite"), make_backend("redis")
+    fill(start_proxy, src)
+    before = {r["key"]: r["created"] for r in orjson.loads(run_cli(src, "ls", "--json").stdout)}
+    time.sleep(1.2)
+    assert run_cli(src, "export", str(tmp_path / "x.jsonl")).exit_code == 0
+    assert run_cli(dst, "import", str(tmp_path / "x.jsonl")).exit_code == 0
+    after = {r["key"]: r["created"] for r in orjson.loads(run_cli(dst, "ls", "--json").stdout)}
+    assert after.keys() == before.keys()
+    assert all(abs(after[k] - before[k]) < 0.01 for k in before)  # not the import time
+    # so answers recorded over a second ago are neither "since 1s" nor spared by a prune,
+    # though they were imported just now
+    recent = run_cli(dst, "export", "-", "--since", "1s")
+    assert recent.stdout == "" and "exported 0 entries" in recent.stderr
+    pruned = run_cli(dst, "prune", "--older-than", "1s")
+    assert "removed 5 of 5 entries" in pruned.stderr
