@@ -82,6 +82,7 @@ def test_export_then_import_serves_every_request_as_a_hit(
     imported = run_cli(dst, "import", str(tmp_path / name))
     assert imported.exit_code == 0, imported.stderr
     assert f"imported 5 entries into {target}" in imported.stderr
+    assert "re-keyed" not in imported.stderr  # every key recomputed from its request matched
     assert dst.storage().get_size() == 5
 
     replayed = replay_offline(start_proxy, dst)
