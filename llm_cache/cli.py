@@ -99,12 +99,14 @@ def _storage(config: Config, *, writes: bool = False) -> Iterator[CacheStorage]:
     try:
         storage = config.get_storage()
     except StorageError as exc:
-        raise _Failed(f"cannot open {_where(config)}: {exc}") from None
+        raise _Failed(f"the cache cannot be used: {_where(config)}: {exc}") from None
     try:
         storage.health_check()  # an unreachable backend fails here, before any work
         yield storage
     except StorageError as exc:
-        raise _Failed(f"storage error on {_where(config)}: {exc}") from None
+        raise _Failed(
+            f"the cache cannot be used: storage error on {_where(config)}: {exc}"
+        ) from None
     finally:
         with suppress(StorageError):
             storage.close()
