@@ -124,6 +124,8 @@ class Config:
     admin_token: str | None = field(default=None, repr=False)
     mode: str = "readwrite"
     log_level: str = "info"
+    #: ``text`` or ``json`` (every log line one JSON object) -- observability
+    log_format: str = "text"
     memory_tier_size: int = 0
     memory_tier_ttl: float = 5.0
     flight_lock_ttl: float = 60.0
@@ -194,6 +196,8 @@ class Config:
             self.mode = v.lower()
         if v := get("LOG_LEVEL"):
             self.log_level = v.lower()
+        if v := get("LOG_FORMAT"):
+            self.log_format = v.lower()
         if v := get("REDIS_NAMESPACE"):
             if not all(c.isalnum() or c in "-_.:" for c in v):
                 raise ValueError(
@@ -239,6 +243,8 @@ class Config:
         )
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError(f"{p}LOG_LEVEL must be a logging level name, got {self.log_level!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"{p}LOG_FORMAT must be text or json, got {self.log_format!r}")
         if self.memory_tier_size < 0:
             raise ValueError(f"{p}MEMORY_TIER_SIZE must be at least 0, got {self.memory_tier_size}")
         if not self.memory_tier_ttl > 0:
