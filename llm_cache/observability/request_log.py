@@ -84,6 +84,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which worker, with --workers N
         }
         for name, value in vars(record).items():
             if name not in _RECORD_FIELDS and name not in payload:
@@ -116,7 +117,7 @@ def logging_config(level: str = "info", fmt: str = "text") -> dict[str, Any]:
         "loggers": {
             # uvicorn's own loggers go through the same handler (propagate to the root).
             "uvicorn": {"handlers": [], "propagate": True, "level": level.upper()},
-            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True, "level": level.upper()},
             "uvicorn.access": {"handlers": [], "propagate": True},
             # The HTTP client's per-request lines print full URLs (a Gemini ``?key=`` among
             # them): never at info. The proxy writes its own line, without credentials.
