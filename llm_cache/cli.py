@@ -100,6 +100,9 @@ def _stats(config: Config, *, as_json: bool) -> int:
         stats: dict[str, Any] = storage.get_stats()
     finally:
         storage.close()
+    from llm_cache.observability.report import add_proxy_savings, savings_lines
+
+    add_proxy_savings(config, stats)  # observability: savings are counted by the proxy
     if as_json:
         print(orjson.dumps(stats).decode())
         return 0
@@ -108,6 +111,7 @@ def _stats(config: Config, *, as_json: bool) -> int:
     print(f"hits      {stats['hits']}")
     print(f"misses    {stats['misses']}")
     print(f"hit rate  {stats['hit_rate']:.2f} %")
+    print("\n".join(savings_lines(stats)))  # observability
     return 0
 
 

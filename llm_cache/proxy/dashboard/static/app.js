@@ -72,9 +72,11 @@ function fmtAgo(epoch, now) {
   if (d < 86400) return Math.round(d / 3600) + "h ago";
   return Math.round(d / 86400) + "d ago";
 }
-function clock(epoch) {
+function clock(epoch, withSeconds) {
   const d = new Date(epoch * 1000);
-  return d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" });
+  const opts = { hour: "2-digit", minute: "2-digit" };
+  if (withSeconds) opts.second = "2-digit";
+  return d.toLocaleTimeString("en-GB", opts);
 }
 
 // -- API ----------------------------------------------------------------------------------
@@ -184,9 +186,10 @@ function renderTimeline(points, interval) {
     if (xy.length < 40) for (const [x, y] of xy) svg.append(s("circle", { cx: x, cy: y, r: 3, class: "dot" }));
   }
   const ticks = Math.min(6, pts.length);
+  const span = pts[pts.length - 1].t - pts[0].t;
   for (let k = 0; k < ticks; k++) {
     const i = Math.round((k * (pts.length - 1)) / Math.max(1, ticks - 1));
-    svg.append(s("text", { x: L + i * step + step / 2, y: H - 8, "text-anchor": "middle", class: "axis" }, clock(pts[i].t)));
+    svg.append(s("text", { x: L + i * step + step / 2, y: H - 8, "text-anchor": "middle", class: "axis" }, clock(pts[i].t, span < 600)));
   }
   box.replaceChildren(svg);
 }
@@ -203,7 +206,28 @@ function renderStatuses(byStatus, total) {
       h("div", { class: "bar-track" }, fill),
       h("div", { class: "bar-value" }, fmtInt(n))));
   }
-  if (!rows.length) rows.push(h("p", { class: "muted", text: "No requests yet." }));
+  if (!rows.length) {
+    rows.push(h("p", { class: "muted", text: "No requests yet." }));
+  } else {
+    // Where the answers came from: the cache, the upstream, or nowhere (errors).
+    const fromCache = (byStatus.hit || 0) + (byStatus.semantic_hit || 0);
+    const failed = byStatus.error || 0;
+    const upstream = Math.max(0, total - fromCache - failed);
+    const split = h("div", { class: "split" });
+    for (const [cls, n] of [["s-hit", fromCache], ["s-miss", upstream], ["s-error", failed]]) {
+      if (!n) continue;
+      const part = h("div", { class: cls, title: String(n) });
+      part.style.width = (100 * n / total).toFixed(2) + "%";
+      split.append(part);
+    }
+    rows.push(h("div", { class: "split-box" },
+      h("div", { class: "split-title" }, "Where answers came from"),
+      split,
+      h("div", { class: "split-legend" },
+        h("span", {}, h("span", { class: "dotc s-hit" }), ` cache ${fmtInt(fromCache)}`),
+        h("span", {}, h("span", { class: "dotc s-miss" }), ` upstream ${fmtInt(upstream)}`),
+        h("span", {}, h("span", { class: "dotc s-error" }), ` errors ${fmtInt(failed)}`))));
+  }
   $("statuses").replaceChildren(...rows);
 }
 
