@@ -2,6 +2,8 @@
 "use strict";
 
 const REFRESH_MS = 5000;
+const WINDOW = 6; // samples in the hit-rate line's trailing window
+const PAGE = 15; // entries shown before "Show more"
 const STATUS_ORDER = ["hit", "semantic_hit", "miss", "coalesced", "partial", "bypass", "error"];
 const STATUS_LABEL = {
   hit: "Hit", semantic_hit: "Semantic hit", miss: "Miss", coalesced: "Coalesced",
@@ -45,6 +47,7 @@ function fmtCompact(n) {
 function fmtUSD(x) {
   if (x === null || x === undefined) return "–";
   if (x === 0) return "$0";
+  if (x < 0.0001) return "<$0.0001";
   if (x < 0.01) return "$" + x.toFixed(4);
   if (x < 100) return "$" + x.toFixed(2);
   return "$" + nf.format(Math.round(x));
@@ -157,7 +160,8 @@ function renderTimeline(points, interval) {
     svg.append(s("text", { x: L - 6, y: y + 4, "text-anchor": "end", class: "axis" }, p + "%"));
   }
   const pts = points.slice(-120);
-  $("timeline-note").textContent = interval ? `every ${fmtSeconds(interval)} · last ${pts.length} samples` : "";
+  $("timeline-note").textContent = interval
+    ? `rolling ${fmtSeconds(interval * WINDOW)} · a point every ${fmtSeconds(interval)}` : "";
   if (pts.length === 0 || pts.every((p) => p.requests === 0)) {
     svg.append(s("text", { x: (L + W - R) / 2, y: H / 2, "text-anchor": "middle", class: "empty" },
       "No requests yet: the line appears as requests come in"));
@@ -173,10 +177,15 @@ function renderTimeline(points, interval) {
     bar.append(s("title", {}, `${clock(p.t)}: ${p.requests} requests, hit rate ${fmtPct(p.hit_rate)}`));
     svg.append(bar);
   });
+  // The line is the hit rate over a trailing window of WINDOW samples: per-sample rates of
+  // bursty traffic jump between 0 and 100 %, which says little.
   const xy = [];
   pts.forEach((p, i) => {
-    if (p.hit_rate === null) return;
-    xy.push([L + i * step + step / 2, T + ploth * (1 - p.hit_rate / 100)]);
+    const win = pts.slice(Math.max(0, i - WINDOW + 1), i + 1);
+    const hits = win.reduce((a, q) => a + q.hits, 0);
+    const lookups = win.reduce((a, q) => a + q.lookups, 0);
+    if (!lookups) return;
+    xy.push([L + i * step + step / 2, T + ploth * (1 - hits / lookups)]);
   });
   if (xy.length) {
     const line = xy.map(([x, y], i) => (i ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1)).join(" ");
@@ -189,7 +198,9 @@ function renderTimeline(points, interval) {
   const span = pts[pts.length - 1].t - pts[0].t;
   for (let k = 0; k < ticks; k++) {
     const i = Math.round((k * (pts.length - 1)) / Math.max(1, ticks - 1));
-    svg.append(s("text", { x: L + i * step + step / 2, y: H - 8, "text-anchor": "middle", class: "axis" }, clock(pts[i].t, span < 600)));
+    const anchor = k === 0 ? "start" : k === ticks - 1 ? "end" : "middle";
+    const x = k === 0 ? L : k === ticks - 1 ? W - R : L + i * step + step / 2;
+    svg.append(s("text", { x, y: H - 8, "text-anchor": anchor, class: "axis" }, clock(pts[i].t, span < 600)));
   }
   box.replaceChildren(svg);
 }
@@ -277,11 +288,12 @@ function renderStorage(d) {
 
 // -- entries --------------------------------------------------------------------------------
 let searchTimer = null;
+let entryLimit = PAGE;
 
 async function loadEntries() {
   const q = $("search").value.trim();
   try {
-    const data = await api("/dashboard/api/entries?limit=50&q=" + encodeURIComponent(q));
+    const data = await api(`/dashboard/api/entries?limit=${entryLimit}&q=` + encodeURIComponent(q));
     renderEntries(data, q);
   } catch (err) {
     $("entries-note").textContent = "could not list entries: " + err.message;
@@ -308,6 +320,7 @@ function renderEntries(data, q) {
   }
   const where = data.source === "storage" ? "from the storage" : "seen by this proxy process";
   $("entries-note").textContent = `${fmtInt(data.entries.length)} shown of ${fmtInt(data.matched)} matching (${where}). Click one to see its request and answer.`;
+  $("more").hidden = data.entries.length >= data.matched;
 }
 
 let openKey = null;
@@ -364,7 +377,12 @@ async function deleteOpen() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(loadEntries, 250); });
+  $("search").addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    entryLimit = PAGE;
+    searchTimer = setTimeout(loadEntries, 250);
+  });
+  $("more").addEventListener("click", () => { entryLimit += 50; loadEntries(); });
   $("drawer-close").addEventListener("click", closeDrawer);
   $("drawer-close-area").addEventListener("click", closeDrawer);
   $("delete").addEventListener("click", deleteOpen);
