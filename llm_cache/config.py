@@ -269,6 +269,11 @@ class Config:
             out[f.name] = value
         if self.redis_url:
             out["redis_url"] = _mask_url_password(self.redis_url)
+        # An upstream URL may carry a password (https://user:secret@host) or a query key.
+        for name, value in list(out.items()):
+            if name.endswith("_base_url") and isinstance(value, str):
+                out[name] = _mask_url_password(value)
+        out["upstreams"] = {k: _mask_url_password(v) for k, v in self.upstreams.items()}
         return out
 
     def get_storage(self) -> CacheStorage:
@@ -301,7 +306,13 @@ class Config:
 
 def _mask_url_password(url: str) -> str:
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    if parts.password is not None:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        parts = parts._replace(netloc=netloc)
+    if parts.query:
+        query = "&".join(
+            f"{k}=***" if k.lower() in ("key", "api_key", "api-key") else f"{k}={v}"
+            for k, _, v in (item.partition("=") for item in parts.query.split("&"))
+        )
+        parts = parts._replace(query=query)
+    return parts.geturl()

@@ -6,6 +6,8 @@ transports, so both compute the same key for the same call and read each other's
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from llm_cache.cache.codec import dumps_exact
 from llm_cache.cache.key_generator import key_for, normalize_request_params
 from llm_cache.engine.entry import Entry
 from llm_cache.providers.base import CREDENTIAL_QUERY, ProviderSpec, RouteMatch
@@ -79,17 +82,44 @@ class Controls:
     rewritten: bool
 
 
+#: A number of 20 digits or more may be past 64 bits, which orjson reads as a float (so 2**64
+#: and 2**64 + 1 would look alike); such bodies are parsed by the exact standard library.
+_LONG_NUMBER = re.compile(rb"\d{20,}")
+MAX_DEPTH = 200
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The JSON object a cached route needs, or ``BadRequest`` saying what is wrong."""
     if not raw:
         raise BadRequest("the request body is empty; expected a JSON object")
     try:
         body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        if _LONG_NUMBER.search(raw):
+            body = json.loads(raw)
+    except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
+    if _too_deep(body, MAX_DEPTH):
+        raise BadRequest(f"the request body is nested more than {MAX_DEPTH} levels deep")
     return body
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests containers deeper than ``limit`` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def parse_ttl(raw: str | None) -> float | None:
@@ -112,7 +142,7 @@ def read_controls(body: dict[str, Any], raw: bytes, headers: Mapping[str, str]) 
     rewritten = any(k.startswith(CONTROL_PREFIX) for k in body)
     if rewritten:
         body = {k: v for k, v in body.items() if not k.startswith(CONTROL_PREFIX)}
-        raw = orjson.dumps(body)
+        raw = dumps_exact(body)
     return Controls(body, raw, bypass, no_store, ttl, rewritten)
 
 
