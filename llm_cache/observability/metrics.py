@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import (
@@ -81,6 +82,7 @@ class Metrics:
         self.prices = prices if prices is not None else price_table()
         self.max_models = max_models
         self._models: set[tuple[str, str]] = set()
+        self._series: dict[tuple[str, str, str, str], _Series] = {}
         self._lock = threading.Lock()
         self.shared_dir = multiprocess_dir()
         # In multiprocess mode values live in the shared files; a registry would only collect
@@ -146,21 +148,42 @@ class Metrics:
             return  # not a cached route: no cache status to count
         provider, endpoint = event.provider or "unknown", event.endpoint or "unknown"
         model = self._model_label(provider, event.model)
-        self.requests.labels(provider, endpoint, model, status).inc()
-        self.request_duration.labels(status).observe(event.duration)
-        if status in OWN_CALL_STATUSES and event.upstream_duration is not None:
-            self.upstream_duration.labels(provider, endpoint).observe(event.upstream_duration)
-        if event.served_from_cache:
+        labels = (provider, endpoint, model, status)
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = self._make_series(provider, endpoint, model, status)
+        series.requests.inc()
+        series.request_duration.observe(event.duration)
+        if series.upstream_duration is not None and event.upstream_duration is not None:
+            series.upstream_duration.observe(event.upstream_duration)
+        if event.served_from_cache and series.saved_cost is not None:
             usage = event.usage or {}
-            for kind in ("input", "output"):
-                tokens = int(usage.get(kind, 0) or 0)
-                if tokens > 0:
-                    self.saved_tokens.labels(provider, model, kind).inc(tokens)
+            tokens_in, tokens_out = usage.get("input") or 0, usage.get("output") or 0
+            if tokens_in > 0:
+                series.saved_input.inc(tokens_in)
+            if tokens_out > 0:
+                series.saved_output.inc(tokens_out)
             cost = self.prices.cost(provider, event.model, event.usage)
             # inc(0) still creates the series, so an unpriced model shows up with 0.
-            self.saved_cost.labels(provider, model).inc(cost or 0.0)
+            series.saved_cost.inc(cost or 0.0)
             if event.saved_seconds > 0:
-                self.saved_seconds.labels(provider, model).inc(event.saved_seconds)
+                series.saved_seconds.inc(event.saved_seconds)
+
+    def _make_series(self, provider: str, endpoint: str, model: str, status: str) -> _Series:
+        """The children of every metric one kind of event touches (``labels()`` is the
+        expensive part of a metric update; this runs once per label combination)."""
+        series = _Series(
+            requests=self.requests.labels(provider, endpoint, model, status),
+            request_duration=self.request_duration.labels(status),
+        )
+        if status in OWN_CALL_STATUSES:
+            series.upstream_duration = self.upstream_duration.labels(provider, endpoint)
+        if status in HIT_STATUSES:  # savings series exist only for models that had hits
+            series.saved_input = self.saved_tokens.labels(provider, model, "input")
+            series.saved_output = self.saved_tokens.labels(provider, model, "output")
+            series.saved_cost = self.saved_cost.labels(provider, model)
+            series.saved_seconds = self.saved_seconds.labels(provider, model)
+        return series
 
     def _model_label(self, provider: str, model: str) -> str:
         model = (model or "unknown")[:120]
@@ -281,6 +304,19 @@ class Metrics:
                 f"no list price known for {', '.join(unpriced[:10])}: their savings count $0"
             )
         return result
+
+
+@dataclass(slots=True)
+class _Series:
+    """The metric children for one (provider, endpoint, model, status)."""
+
+    requests: Any
+    request_duration: Any
+    upstream_duration: Any = None
+    saved_input: Any = None
+    saved_output: Any = None
+    saved_cost: Any = None
+    saved_seconds: Any = None
 
 
 class _Families:
