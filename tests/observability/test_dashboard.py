@@ -93,6 +93,8 @@ def make_traffic(url: str) -> dict[str, Any]:
     return {"answers": answers, "keys": keys, "questions": questions}
 
 
+# Installing Chromium on first use (apt) can take over a minute of this test's set-up.
+@pytest.mark.timeout(600)
 def test_dashboard_in_a_real_browser(
     chromium: str, dashboard_proxy: tuple[str, ProxyApp], upstream: Upstream
 ) -> None:
