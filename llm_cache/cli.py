@@ -209,6 +209,9 @@ def stats(as_json: bool) -> None:
     config = _config()
     with _storage(config) as storage:
         data: dict[str, Any] = storage.get_stats()
+    from llm_cache.observability.report import add_proxy_savings, savings_lines
+
+    add_proxy_savings(config, data)  # savings are counted by the running proxy
     if as_json:
         click.echo(orjson.dumps(data).decode())
         return
@@ -217,6 +220,8 @@ def stats(as_json: bool) -> None:
     click.echo(f"hits      {data['hits']}")
     click.echo(f"misses    {data['misses']}")
     click.echo(f"hit rate  {data['hit_rate']:.2f} %")
+    for line in savings_lines(data):
+        click.echo(line)
 
 
 @cli.command(short_help="remove every cached entry and reset the counters")
