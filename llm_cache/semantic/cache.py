@@ -1,23 +1,28 @@
 """The semantic cache as the engine sees it: ``lookup`` after an exact miss, ``remember`` after
 a store. Fail-open: any failure (embedder, index, missing extra) is logged and becomes a miss.
 
-The sequence a front end runs (SPEC "Semantic cache (opt-in)")::
+The sequence the engine runs (``HttpCache._semantic_hit`` and the end of its upstream call)::
 
-    exact = await engine.lookup(key)
-    if exact is None and semantic.applies(mode, headers):
-        match = await semantic.lookup(provider, endpoint, body, scope, threshold=per_request)
+    exact = await engine.lookup_entry(key)
+    shape = provider.semantic_shapes.get(endpoint)        # None: not a chat endpoint
+    if exact is None and shape and semantic.applies(mode, headers):
+        match = await semantic.lookup(provider, endpoint, body, threshold=per_request,
+                                      auth=semantic.auth_for(url, headers),
+                                      key_of=<the exact key function>, shape=shape)
         if match is not None:
-            value = await engine.lookup(match.entry_key)
+            value = await engine.lookup_entry(match.entry_key)
             if value is None:
                 await semantic.forget(match)      # the entry was evicted: a plain miss
             else:
                 answer from value with X-Cache-Status: SEMANTIC-HIT, X-Cache-Key:
                 match.entry_key, X-Cache-Similarity: format_similarity(match.similarity)
-    ... on a miss, after the answer is stored under key:
-        await semantic.remember(provider, endpoint, body, scope, key)
+    ... on a miss, after the answer is stored under key (the client is not kept waiting):
+        await semantic.remember(provider, endpoint, body, "", key, key_of=..., shape=shape)
 
-``scope`` is every separation the exact key has beyond the body (namespace, tenant, key
-headers such as ``anthropic-version``): entries of different scopes never meet.
+``key_of`` is the engine's exact-key function for this request (namespace and tenant
+included), applied to the body with its last user text taken out: entries of different
+namespaces, tenants, upstreams or parameters never meet. Without it, ``scope`` (a string)
+carries those separations.
 """
 
 from __future__ import annotations
