@@ -167,7 +167,7 @@ def llm_cache(request: pytest.FixtureRequest) -> Iterator[LLMCacheCassette]:
     finally:
         deactivate(player)
     try:
-        player.save(_test_id(item, config))
+        player.save(_test_id(item, config), _shown(path, config))
     except CassetteError as exc:
         pytest.fail(str(exc), pytrace=False)
 

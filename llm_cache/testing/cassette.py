@@ -63,13 +63,13 @@ class CassetteError(Exception):
 class CassetteSecretError(CassetteError):
     """A cassette refused because something in it looks like a credential."""
 
-    def __init__(self, path: Path, findings: list[SecretFinding]) -> None:
+    def __init__(self, path: Path, findings: list[SecretFinding], shown: str = "") -> None:
         self.path = path
         self.findings = findings
         lines = "\n".join(f"  {finding.describe()}" for finding in findings[:10])
         more = f"\n  … and {len(findings) - 10} more" if len(findings) > 10 else ""
         super().__init__(
-            f"llm-cache refused to write the cassette {path}: it would contain "
+            f"llm-cache refused to write the cassette {shown or path}: it would contain "
             f"{'a credential' if len(findings) == 1 else 'credentials'}:\n{lines}{more}\n"
             "Cassettes are committed to the repository, so no key may appear in one. Remove the "
             "key from the request (a prompt, a URL, a header the upstream echoes) and run the "
@@ -114,12 +114,16 @@ class Cassette:
             "interactions": [i.to_json() for i in self.interactions],
         }
 
-    def save(self, test_id: str, credentials: Iterable[str] = ()) -> None:
-        """Write the file atomically, or raise ``CassetteSecretError`` and write nothing."""
+    def save(self, test_id: str, credentials: Iterable[str] = (), shown: str = "") -> None:
+        """Write the file atomically, or raise ``CassetteSecretError`` and write nothing.
+
+        ``credentials``: values the test sent as credentials, refused wherever they appear;
+        ``shown``: the path as the user knows it, for the error message.
+        """
         document = self.document(test_id)
         findings = find_secrets(document, credentials)
         if findings:
-            raise CassetteSecretError(self.path, findings)
+            raise CassetteSecretError(self.path, findings, shown)
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.path.parent)

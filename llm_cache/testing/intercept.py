@@ -268,7 +268,10 @@ def _classes(lib: ModuleType) -> _StreamClasses:
             self._chunks: Iterator[bytes] | None = None
 
         def __iter__(self) -> Iterator[bytes]:
-            self._chunks = self._response.iter_bytes()
+            # Iterated again after a partial read (SDKs drain ``response.stream`` on close):
+            # go on where the first loop stopped.
+            if self._chunks is None:
+                self._chunks = self._response.iter_bytes()
             try:
                 for chunk in self._chunks:
                     self._recorder.chunks.append(chunk)
@@ -298,7 +301,8 @@ def _classes(lib: ModuleType) -> _StreamClasses:
             self._chunks: AsyncIterator[bytes] | None = None
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
-            self._chunks = self._response.aiter_bytes()
+            if self._chunks is None:  # see RecordingStream.__iter__
+                self._chunks = self._response.aiter_bytes()
             try:
                 async for chunk in self._chunks:
                     self._recorder.chunks.append(chunk)
@@ -325,7 +329,7 @@ def _classes(lib: ModuleType) -> _StreamClasses:
         """A recorded stream, one event per chunk, for sync and async clients alike."""
 
         def __init__(self, chunks: list[bytes]) -> None:
-            self._chunks = chunks
+            self._chunks = iter(chunks)  # shared: a second loop goes on where one stopped
 
         def __iter__(self) -> Iterator[bytes]:
             yield from self._chunks

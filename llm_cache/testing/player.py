@@ -145,7 +145,7 @@ class Player:
         """What this run recorded, in request order (complete answers only)."""
         return [Interaction(s.request, s.response) for s in self.slots if s.response is not None]
 
-    def save(self, test_id: str) -> bool:
+    def save(self, test_id: str, shown: str = "") -> bool:
         """Write the cassette if anything was recorded; whether a file was written.
 
         ``record`` (and ``once`` recording a new cassette) writes what this run recorded;
@@ -156,7 +156,7 @@ class Player:
             return False
         keep = self.cassette.interactions if self.mode.name == "new" else []
         cassette = Cassette(self.cassette.path, [*keep, *fresh], exists=True)
-        cassette.save(test_id, self.credentials)
+        cassette.save(test_id, self.credentials, shown)
         return True
 
 

@@ -78,7 +78,9 @@ class Sandbox:
         document: dict[str, Any] = json.loads(self.cassette(test).read_text(encoding="utf-8"))
         return document
 
-    def run(self, *args: str, env: dict[str, str] | None = None, tests: tuple[str, ...] = ()) -> Run:
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, tests: tuple[str, ...] = ()
+    ) -> Run:
         out = self.root / "results.jsonl"
         out.unlink(missing_ok=True)
         environ = {
@@ -100,6 +102,11 @@ class Sandbox:
             "pytest",
             "-p",
             "no:cacheprovider",
+            # two slow plugins of the dev environment, unrelated to this one (~8 s per start)
+            "-p",
+            "no:hypothesispytest",
+            "-p",
+            "no:langsmith_plugin",
             "-o",
             "asyncio_default_fixture_loop_scope=function",
             "-q",
