@@ -51,10 +51,11 @@ CREDENTIAL_QUERY_PARAMS = frozenset(
     {"key", "api_key", "api-key", "apikey", "access_token", "token", "sig", "signature"}
 )
 
-#: Shapes of provider API keys: (description, pattern). A leading letter or digit rules a match
-#: out, so words such as ``task-…`` or ids such as ``chatcmpl-…`` never match.
+#: Shapes of provider API keys: (description, pattern). A leading letter, digit or dash rules a
+#: match out, so words such as ``task-…`` or ids such as ``chatcmpl-…`` never match; and the
+#: match must look random (``_looks_random``), so ``sk-like-a-dashed-phrase`` is no key either.
 _KEY_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(r"(?<![A-Za-z0-9_])" + pattern))
+    (name, re.compile(r"(?<![A-Za-z0-9_\-])" + pattern))
     for name, pattern in (
         ("an Anthropic API key (sk-ant-…)", r"sk-ant-[A-Za-z0-9_\-]{16,}"),
         ("an OpenAI-style API key (sk-…)", r"sk-[A-Za-z0-9_\-]{20,}"),
@@ -135,11 +136,19 @@ def find_secrets(value: Any, known: Iterable[str] = (), root: str = "") -> list[
                 break
         else:
             for kind, pattern in _KEY_SHAPES:
-                match = pattern.search(text)
+                match = next((m for m in pattern.finditer(text) if _looks_random(m[0])), None)
                 if match:
                     findings.append(SecretFinding(path, kind, _mask(match.group(0))))
                     break
     return findings
+
+
+def _looks_random(token: str) -> bool:
+    """A generated secret has digits and a long run without dashes; a dashed phrase has not."""
+    body = token.split(" ", 1)[-1]
+    return any(c.isdigit() for c in body) and any(
+        len(part) >= 12 for part in re.split(r"[-_]", body)
+    )
 
 
 def _mask(secret: str) -> str:
