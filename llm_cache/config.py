@@ -127,6 +127,9 @@ class Config:
     memory_tier_size: int = 0
     memory_tier_ttl: float = 5.0
     flight_lock_ttl: float = 60.0
+    # -- engine limits (issue 8/9) --
+    upstream_read_timeout: float = 600.0
+    max_body_bytes: int = 32 * 1024 * 1024
 
     def __init__(
         self,
@@ -201,6 +204,12 @@ class Config:
             lock_ttl = _parse_ttl(p + "FLIGHT_LOCK_TTL", v)
             if lock_ttl is not None:
                 self.flight_lock_ttl = lock_ttl
+        if v := get("UPSTREAM_READ_TIMEOUT"):
+            read_timeout = _parse_ttl(p + "UPSTREAM_READ_TIMEOUT", v)
+            if read_timeout is not None:
+                self.upstream_read_timeout = read_timeout
+        if (v := get("MAX_BODY_BYTES")) is not None:
+            self.max_body_bytes = _parse_int(p + "MAX_BODY_BYTES", v, 1)
         if (v := get("MEMORY_TIER_SIZE")) is not None:
             self.memory_tier_size = _parse_int(p + "MEMORY_TIER_SIZE", v, 0)
         if v := get("MEMORY_TIER_TTL"):

@@ -37,6 +37,8 @@ attribute              header                        effect
                                                      (never the terminator); JSON: send half of
                                                      the body then drop
 ``size``               ``x-fake-size``               the answer text is exactly this many bytes
+(none)                 ``x-fake-error-200``          status 200 with an error body
+(none)                 ``x-fake-not-json``           status 200, JSON content type, HTML body
 =====================  ============================  =========================================
 
 Every request is recorded in :attr:`FakeUpstream.requests` (method, path, headers, parsed body).
@@ -384,6 +386,24 @@ class _Call:
             return
         if bad_json or not isinstance(self.body, dict):
             await self.send_error(400, "We could not parse the JSON body of your request.")
+            return
+        if self.headers.get("x-fake-error-200"):
+            # Some OpenAI-compatible upstreams answer errors with status 200.
+            if self.anthropic:
+                obj: Any = {"type": "error", "error": {"type": "overloaded_error", "message": "x"}}
+            else:
+                obj = {"error": {"message": "upstream overloaded", "type": "server_error"}}
+            await self.send_json(200, obj)
+            return
+        if self.headers.get("x-fake-not-json"):
+            await self.send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await self.send({"type": "http.response.body", "body": b"<html>bad gateway</html>"})
             return
         if "model" not in self.body:
             await self.send_error(400, "model: Field required")

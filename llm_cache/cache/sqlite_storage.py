@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from hashlib import blake2b
 from pathlib import Path
 from typing import Any, TypeVar
@@ -277,18 +278,22 @@ class SQLiteStorage(CacheStorage):
     def recount_as_miss(self) -> None:
         self._note(None, -1, 1)
 
-    def _note(self, key: str | None, hit: int, miss: int) -> None:
-        """Record a use of ``key`` and/or a hit or miss; flush when enough has piled up."""
+    def _record(self, key: str | None, hit: int, miss: int) -> bool:
+        """Record a use of ``key`` and/or a hit or miss; whether a flush is due."""
         with self._state_lock:
             if key is not None:
                 self._pending[key] = self._stamp_locked()
             self._hits += hit
             self._misses += miss
             self._ops += 1
-            due = (
+            return (
                 self._ops >= self.flush_every
                 or time.monotonic() - self._last_flush >= self.flush_interval
             )
+
+    def _note(self, key: str | None, hit: int, miss: int) -> None:
+        """Record a use of ``key`` and/or a hit or miss; flush when enough has piled up."""
+        due = self._record(key, hit, miss)
         # Opportunistic: if another thread is writing, it flushes this too.
         if due and self._write_lock.acquire(blocking=False):
             try:
@@ -444,10 +449,10 @@ class SQLiteStorage(CacheStorage):
         return _retry(lambda: conn.execute(_LOCK_HELD, (key, time.time())).fetchone()) is not None
 
     async def atry_lock(self, key: str, ttl: float) -> str | None:
-        return self.try_lock(key, ttl)
+        return await self._off_loop(self.try_lock, key, ttl)
 
     async def aunlock(self, key: str, token: str) -> bool:
-        return self.unlock(key, token)
+        return await self._off_loop(self.unlock, key, token)
 
     async def await_unlocked(self, key: str, timeout: float, poll_interval: float = 0.02) -> bool:
         """Poll until nobody holds the lock on ``key``; ``False`` when ``timeout`` passed first."""
@@ -466,6 +471,84 @@ class SQLiteStorage(CacheStorage):
         with self._state_lock:
             return stored["hits"] + self._hits, stored["misses"] + self._misses
 
+    # -- async: nothing that writes runs on the event loop ---------------------------------------
+    #
+    # A write waits for the file's write lock, which another process (``llm-cache clear`` on a
+    # big cache, another proxy) may hold for seconds. On the event loop that would stall every
+    # request of the process; so writes, lock claims and the deferred recency flushes run on one
+    # writer thread, and only the requests that must write wait for it. Reads stay on the loop:
+    # in WAL mode a reader never waits for a writer, and a hit costs microseconds.
+
+    def _writer_pool(self) -> ThreadPoolExecutor:
+        pool: ThreadPoolExecutor | None = self.__dict__.get("_writer_executor")
+        if pool is None:
+            with self._state_lock:
+                pool = self.__dict__.get("_writer_executor")
+                if pool is None:
+                    pool = ThreadPoolExecutor(1, thread_name_prefix="llm-cache-sqlite-writer")
+                    self.__dict__["_writer_executor"] = pool
+        return pool
+
+    async def _off_loop(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer_pool(), fn, *args)
+
+    def _note_deferred(self, key: str | None, hit: int, miss: int) -> None:
+        """``_note`` for the event loop: a due flush goes to the writer thread."""
+        if self._record(key, hit, miss) and not self.__dict__.get("_flush_queued"):
+            self.__dict__["_flush_queued"] = True
+            self._writer_pool().submit(self._background_flush)
+
+    def _background_flush(self) -> None:
+        try:
+            self.flush()
+        except StorageError as exc:
+            logger.warning("could not flush cache recency/counters: %s", exc)
+        finally:
+            self.__dict__["_flush_queued"] = False
+
+    async def aget_bytes(self, key: str) -> bytes | None:
+        conn = self._conn()
+        params = (key_row_id(key), key)
+        try:
+            row = conn.execute(_GET, params).fetchone()
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite: {exc}") from exc
+        if row is not None:
+            value, expires = row
+            if expires is None or expires > time.time():
+                self._note_deferred(key, 1, 0)
+                return value if type(value) is bytes else str(value).encode()
+            now = time.time()
+            self._writer_pool().submit(
+                self._write, lambda c: c.execute(_DELETE + " AND expires <= ?", (*params, now))
+            )
+        self._note_deferred(None, 0, 1)
+        return None
+
+    async def aset_bytes(
+        self,
+        key: str,
+        data: bytes,
+        metadata: EntryMetadata | dict[str, Any] | None = None,
+        ttl: float | None = None,
+    ) -> None:
+        await self._off_loop(self.set_bytes, key, data, metadata, ttl)
+
+    async def adelete(self, key: str) -> bool:
+        return await self._off_loop(self.delete, key)
+
+    async def aclear(self) -> None:
+        await self._off_loop(self.clear)
+
+    async def aget_stats(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.get_stats)
+
+    async def ahealth_check(self) -> None:
+        await asyncio.to_thread(self.health_check)
+
+    async def aget_size(self) -> int:
+        return await asyncio.to_thread(self.get_size)
+
     def flush(self) -> None:
         """Write pending recency and counters now (also done on ``close()``)."""
         self._write(lambda conn: None)
@@ -478,6 +561,9 @@ class SQLiteStorage(CacheStorage):
             if pending:
                 self.flush()
         finally:
+            pool = self.__dict__.pop("_writer_executor", None)
+            if pool is not None:
+                pool.shutdown(wait=True)
             with self._state_lock:
                 conns = self._conns
                 self._reset_connections()

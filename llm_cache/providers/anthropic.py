@@ -12,11 +12,12 @@ reason, stop sequence and final usage. Full → stream spells a message out with
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from llm_cache.providers.base import DEFAULT_EXCLUDED_FIELDS
+from llm_cache.providers.base import ProviderSpec, RouteSpec
 from llm_cache.providers.sse import SSEEvent
 
 __all__ = ["PROVIDER", "AnthropicProvider"]
@@ -37,21 +38,23 @@ _DELTA_USAGE = (
 )
 
 
-class AnthropicProvider:
+class AnthropicProvider(ProviderSpec):
     name = "anthropic"
-    cached_endpoints = frozenset({MESSAGES})
-    key_headers: tuple[str, ...] = ("anthropic-version", "anthropic-beta")
-    excluded_fields = DEFAULT_EXCLUDED_FIELDS
+    routes = (RouteSpec("/v1" + MESSAGES, MESSAGES),)
+    base_url_setting = "anthropic_base_url"
+    passthrough_prefixes = ("/v1/",)
+    key_headers = ("anthropic-version", "anthropic-beta")
 
-    def is_stream_request(self, body: dict[str, Any]) -> bool:
-        return body.get("stream") is True
+    def prefers(self, headers: Mapping[str, str]) -> bool:
+        return "anthropic-version" in headers
 
     def error_body(self, status: int, message: str, error_type: str) -> bytes:
         return orjson.dumps({"type": "error", "error": {"type": error_type, "message": message}})
 
-    def usage(self, response: dict[str, Any]) -> dict[str, Any] | None:
-        usage = response.get("usage")
-        return usage if isinstance(usage, dict) else None
+    def body_is_error(self, endpoint: str, response: Any) -> bool:
+        return isinstance(response, dict) and (
+            response.get("type") == "error" or ("error" in response and "content" not in response)
+        )
 
     def stream_finished(self, endpoint: str, events: list[SSEEvent]) -> bool:
         finished = False

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from llm_cache.providers.base import DEFAULT_EXCLUDED_FIELDS
+from llm_cache.providers.base import ProviderSpec, RouteSpec
 from llm_cache.providers.sse import DONE, SSEEvent
 
 __all__ = ["PROVIDER", "OpenAIProvider"]
@@ -35,24 +35,19 @@ _CHUNK_ONLY = frozenset({"object", "choices", "usage", "obfuscation"})
 _MESSAGE_CORE = ("role", "content", "refusal", "tool_calls", "function_call")
 
 
-class OpenAIProvider:
+class OpenAIProvider(ProviderSpec):
     name = "openai"
-    cached_endpoints = frozenset({CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES})
+    routes = (
+        RouteSpec(CHAT, CHAT),
+        RouteSpec(COMPLETIONS, COMPLETIONS),
+        RouteSpec(EMBEDDINGS, EMBEDDINGS),
+        RouteSpec(RESPONSES, RESPONSES),
+    )
+    mount = "/v1"
+    base_url_setting = "openai_base_url"
+    passthrough_prefixes = ("/",)
     #: ``OpenAI-Beta`` switches API behaviour (e.g. ``assistants=v2``), so it changes answers.
-    key_headers: tuple[str, ...] = ("openai-beta",)
-    excluded_fields = DEFAULT_EXCLUDED_FIELDS
-
-    def is_stream_request(self, body: dict[str, Any]) -> bool:
-        return body.get("stream") is True
-
-    def error_body(self, status: int, message: str, error_type: str) -> bytes:
-        return orjson.dumps(
-            {"error": {"message": message, "type": error_type, "param": None, "code": None}}
-        )
-
-    def usage(self, response: dict[str, Any]) -> dict[str, Any] | None:
-        usage = response.get("usage")
-        return usage if isinstance(usage, dict) else None
+    key_headers = ("openai-beta",)
 
     # ------------------------------------------------------------------ stream state
     def stream_finished(self, endpoint: str, events: list[SSEEvent]) -> bool:

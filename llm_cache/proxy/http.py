@@ -12,29 +12,14 @@ from typing import Any
 
 import orjson
 
+from llm_cache.engine.exchange import CACHE_HEADER_PREFIX, HOP_BY_HOP
+
 Headers = list[tuple[bytes, bytes]]
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
 
-#: Never forwarded in either direction (RFC 9110 §7.6.1), plus what we recompute ourselves.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 _DROP_REQUEST = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding"}
-#: The body we pass on is decoded, so its length and encoding headers no longer hold.
-_DROP_RESPONSE = HOP_BY_HOP | {b"content-length", b"content-encoding", b"date", b"server"}
-CACHE_HEADER_PREFIX = b"x-cache-"
 
 
 def header_dict(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -56,23 +41,44 @@ def forward_request_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
     ]
 
 
-def forward_response_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
-    return [(k, v) for k, v in raw if k.lower() not in _DROP_RESPONSE]
+class BodyTooLarge(ValueError):
+    """The request body is over ``LLM_CACHE_MAX_BODY_BYTES`` (answered 413, not read further)."""
 
 
-def cache_headers(hit: bool, key: str) -> Headers:
-    return [(b"x-cache-hit", b"true" if hit else b"false"), (b"x-cache-key", key.encode())]
-
-
-async def read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive, limit: int | None = None) -> bytes:
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ConnectionAbortedError("client disconnected while sending its request")
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise BodyTooLarge(
+                f"the request body is larger than {limit} bytes (LLM_CACHE_MAX_BODY_BYTES)"
+            )
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+class ClientWatch:
+    """Notices the client hanging up, once the body is read (one ``receive`` reader only)."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task: asyncio.Future[None] | None = None
+
+    def future(self) -> asyncio.Future[None]:
+        """Completes when the client disconnects (started on first use: hits never pay)."""
+        if self._task is None:
+            self._task = asyncio.ensure_future(_wait_disconnect(self._receive))
+        return self._task
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 async def send_bytes(send: Send, status: int, headers: Headers, body: bytes) -> None:
@@ -91,33 +97,31 @@ async def send_json(send: Send, status: int, payload: Any, headers: Headers | No
 
 
 async def send_stream(
-    send: Send, receive: Receive, status: int, headers: Headers, chunks: AsyncIterator[bytes]
+    send: Send, watch: ClientWatch, status: int, headers: Headers, chunks: AsyncIterator[bytes]
 ) -> bool:
     """Send ``chunks`` as they come; ``False`` when the client went away first.
 
-    A watcher reads ``receive`` for the disconnect, so a client that leaves while the upstream
-    is between chunks is noticed at once, not at the next chunk.
+    The watcher notices a client that leaves while the upstream is between chunks at once, not
+    at the next chunk. An exception from ``chunks`` propagates before the final empty body
+    message, so the response ends aborted.
     """
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    watcher: asyncio.Future[Any] = watch.future()
     iterator = chunks.__aiter__()
-    try:
-        while True:
-            step = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({step, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if step not in done:
-                step.cancel()
-                return False
-            try:
-                chunk = step.result()
-            except StopAsyncIteration:
-                break
-            if chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-        return True
-    finally:
-        watcher.cancel()
+    while True:
+        step = asyncio.ensure_future(iterator.__anext__())
+        done, _ = await asyncio.wait({step, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if step not in done:
+            step.cancel()
+            return False
+        try:
+            chunk = step.result()
+        except StopAsyncIteration:
+            break
+        if chunk:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+    return True
 
 
 async def _wait_disconnect(receive: Receive) -> None:

@@ -1,17 +1,28 @@
-"""Which upstream and endpoint a proxy path means, and whether it is cached."""
+"""Which upstream a proxy path goes to, and which cached route (if any) it is.
+
+Reads the provider registry only: each provider says where it is mounted on the proxy
+(``mount``), which ``Config`` attribute holds its upstream base URL, its cached route patterns
+and its uncached path prefixes. Named OpenAI-compatible upstreams (``LLM_CACHE_UPSTREAMS``)
+are served under ``/{name}/``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from llm_cache.config import Config
-from llm_cache.providers import anthropic as anthropic_provider
-from llm_cache.providers import openai as openai_provider
-from llm_cache.providers.base import Provider
+from llm_cache.providers import all_providers, get_provider
+from llm_cache.providers.base import ProviderSpec, RouteMatch
 
-OPENAI = openai_provider.PROVIDER
-ANTHROPIC = anthropic_provider.PROVIDER
+__all__ = ["BadPath", "Route", "Router", "Upstream"]
+
+_FORBIDDEN_IN_PATH = ("\x00", "\r", "\n")
+
+
+class BadPath(ValueError):
+    """A path the proxy refuses to forward (it could leave the upstream's base path)."""
 
 
 @dataclass(frozen=True)
@@ -20,52 +31,90 @@ class Upstream:
 
     name: str
     base_url: str
-    provider: Provider
+    provider: ProviderSpec
 
 
 @dataclass(frozen=True)
 class Route:
     upstream: Upstream
-    #: Path appended to the upstream base URL (``/chat/completions``; ``/v1/messages``).
+    #: Path appended to the upstream base URL.
     upstream_path: str
-    #: The provider endpoint the cache keys on, or ``None`` for an uncached pass-through.
-    endpoint: str | None
+    #: The cached route, or ``None`` for an uncached pass-through.
+    match: RouteMatch | None
 
     @property
     def url(self) -> str:
         return self.upstream.base_url + self.upstream_path
 
+    @property
+    def endpoint(self) -> str | None:
+        return self.match.endpoint if self.match else None
+
 
 class Router:
-    """Maps request paths to routes per SPEC.
-
-    ``/v1/messages`` goes to Anthropic; the OpenAI endpoints under ``/v1/`` go to the OpenAI
-    upstream; ``/{name}/...`` goes to a named OpenAI-compatible upstream. Any other path under
-    ``/v1/`` is forwarded uncached, to Anthropic when the client speaks its dialect (an
-    ``anthropic-version`` header), else to OpenAI.
-    """
+    """Maps request paths to routes, from the provider registry and the named upstreams."""
 
     def __init__(self, config: Config) -> None:
-        self.openai = Upstream("openai", config.openai_base_url, OPENAI)
-        self.anthropic = Upstream("anthropic", config.anthropic_base_url, ANTHROPIC)
-        self.named = {name: Upstream(name, url, OPENAI) for name, url in config.upstreams.items()}
+        self.upstreams: list[tuple[str, Upstream]] = []
+        for provider in all_providers():
+            base = (
+                getattr(config, provider.base_url_setting, None)
+                if provider.base_url_setting
+                else None
+            )
+            if isinstance(base, str) and base:
+                self.upstreams.append(
+                    (provider.mount, Upstream(provider.name, base.rstrip("/"), provider))
+                )
+        openai = get_provider("openai")
+        self.named = {
+            name: Upstream(name, url.rstrip("/"), openai) for name, url in config.upstreams.items()
+        }
 
-    def resolve(self, path: str, headers: Iterable[tuple[bytes, bytes]]) -> Route | None:
-        """The route for ``path``; ``headers`` (ASGI, lower-case names) are read only to pick
-        the upstream of an uncached ``/v1/`` path."""
-        if path.startswith("/v1/"):
-            rest = path[3:]  # keeps the leading slash
-            if rest in ANTHROPIC.cached_endpoints:
-                return Route(self.anthropic, path, rest)
-            if rest in OPENAI.cached_endpoints:
-                return Route(self.openai, rest, rest)
-            if any(k == b"anthropic-version" for k, _ in headers):
-                return Route(self.anthropic, path, None)
-            return Route(self.openai, rest, None)
+    def resolve(self, path: str, headers: Mapping[str, str]) -> Route | None:
+        """The route for ``path`` (``BadPath`` for one that must not be forwarded);
+        ``headers`` (lower-case names) only pick the upstream of a shared uncached path."""
+        _check_path(path)
+        best: Route | None = None
+        best_rank = -1
+        for mount, upstream in self.upstreams:
+            if not path.startswith(mount + "/"):
+                continue
+            rest = path[len(mount) :]
+            route = _cached_route(upstream, rest)
+            if route is not None and route.match is not None:
+                rank = route.match.route.literal_length
+                if rank > best_rank:
+                    best, best_rank = route, rank
+        if best is not None:
+            return best
         name, sep, rest = path[1:].partition("/")
-        upstream = self.named.get(name)
-        if upstream is None or not sep:
-            return None
-        rest = "/" + rest
-        endpoint = rest if rest in upstream.provider.cached_endpoints else None
-        return Route(upstream, rest, endpoint)
+        named = self.named.get(name)
+        if named is not None and sep:
+            rest = "/" + rest
+            return _cached_route(named, rest) or Route(named, rest, None)
+        candidates = [
+            (mount, upstream)
+            for mount, upstream in self.upstreams
+            if any(path.startswith(mount + p) for p in upstream.provider.passthrough_prefixes)
+        ]
+        for mount, upstream in sorted(candidates, key=lambda c: not c[1].provider.prefers(headers)):
+            return Route(upstream, path[len(mount) :], None)
+        return None
+
+
+def _cached_route(upstream: Upstream, rest: str) -> Route | None:
+    m = upstream.provider.match(rest)
+    if m is None or m.prefix:
+        return None
+    # Match again on the full upstream path, so the key sees what an httpx transport sees.
+    full = upstream.provider.match(urlsplit(upstream.base_url).path + rest)
+    return Route(upstream, rest, full or m)
+
+
+def _check_path(path: str) -> None:
+    if any(c in path for c in _FORBIDDEN_IN_PATH):
+        raise BadPath("the path contains a NUL, CR or LF character")
+    for segment in path.split("/"):
+        if segment in (".", "..") or segment.lower() in ("%2e", "%2e%2e", ".%2e", "%2e."):
+            raise BadPath("the path contains a '.' or '..' segment")

@@ -1,60 +1,57 @@
-"""The caching HTTP proxy: an ASGI app in front of OpenAI- and Anthropic-style upstreams.
+"""The caching HTTP proxy: an ASGI adapter around the engine's exchange sequence.
 
-``create_app(config)`` builds it; ``main()`` serves it on uvicorn. Cached routes go through
-key → lookup → (miss: single-flight → upstream) → store; every other path under an upstream is
-forwarded as is.
+``create_app(config)`` builds it; ``main()`` serves it on uvicorn. Every request under an
+upstream becomes an engine ``CacheRequest``; the engine answers it (from storage, from a shared
+upstream call, or by forwarding it uncached) and this module only reads bodies, watches for the
+client leaving and writes the answer back.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+import weakref
 from typing import Any
 
 import httpx2
-import orjson
 
 from llm_cache.cache.storage import CacheStorage
 from llm_cache.config import Config
 from llm_cache.engine import CacheEngine
-from llm_cache.exchange import (
-    JSON_TYPE,
-    BadRequest,
-    answer_value,
-    exchange_key,
-    is_valid_value,
-    parse_body,
-    read_controls,
-    render,
+from llm_cache.engine.events import ProcessCounters
+from llm_cache.engine.flight import FlightFailed
+from llm_cache.engine.http_cache import (
+    Answer,
+    CacheRequest,
+    ClientGone,
+    HttpCache,
+    SendUpstream,
+    UpstreamResponse,
 )
-from llm_cache.flight import Flight, FlightFailed, FlightTable
-from llm_cache.providers.base import Provider
+from llm_cache.providers import get_provider
+from llm_cache.providers.base import ProviderSpec
 from llm_cache.proxy.http import (
+    BodyTooLarge,
+    ClientWatch,
     Headers,
     Receive,
     Scope,
     Send,
-    cache_headers,
     forward_request_headers,
-    forward_response_headers,
     header_dict,
     read_body,
     send_bytes,
-    send_json,
     send_stream,
 )
 from llm_cache.proxy.management import admin_credential, handle_management
-from llm_cache.proxy.routing import OPENAI, Route, Router, Upstream
+from llm_cache.proxy.routing import BadPath, Router, Upstream
 
 logger = logging.getLogger("llm_cache.proxy")
 
-#: No read timeout: a long generation may take minutes between bytes of a reasoning model.
-UPSTREAM_TIMEOUT = httpx2.Timeout(connect=10.0, read=None, write=60.0, pool=60.0)
 UPSTREAM_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=200)
-#: How often a request re-tries to claim a cross-process call before making its own.
-_CLAIM_ATTEMPTS = 3
+MAX_HEADERS = 200
 
 
 class ProxyApp:
@@ -69,10 +66,23 @@ class ProxyApp:
             ttl=config.ttl,
             flight_lock_ttl=config.flight_lock_ttl,
         )
+        self.cache = HttpCache(self.engine)
+        self.counters = ProcessCounters()
+        self.cache.bus.subscribe(self.counters)
         self.router = Router(config)
-        self.flights = FlightTable()
-        self._clients: dict[str, httpx2.AsyncClient] = {}
+        self._timeout = httpx2.Timeout(
+            connect=10.0, read=config.upstream_read_timeout, write=60.0, pool=60.0
+        )
+        #: One pooled client per upstream and event loop (an app may be driven from several).
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, httpx2.AsyncClient]
+        ] = weakref.WeakKeyDictionary()
         self._admin = admin_credential(config.admin_token)
+        self._openai = get_provider("openai")
+
+    @property
+    def flights(self) -> Any:
+        return self.cache.flights
 
     # -- ASGI entry ---------------------------------------------------------------------------
 
@@ -94,8 +104,10 @@ class ProxyApp:
                 return
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
+        for clients in list(self._clients.values()):
+            for client in clients.values():
+                with contextlib.suppress(Exception):  # a client of a loop that is gone
+                    await client.aclose()
         self._clients.clear()
         try:
             await self.storage.aclose()
@@ -105,324 +117,126 @@ class ProxyApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if path == "/health":
-            await send_json(send, 200, await self.engine.health())
+            await _send_json(send, 200, await self.engine.health())
             return
         if path.startswith("/cache/"):
-            extra = {"mode": self.engine.mode, "in_flight": len(self.flights)}
+            extra = {
+                "mode": self.engine.mode,
+                "in_flight": len(self.cache.flights),
+                **self.counters.snapshot(),
+            }
             await handle_management(scope, send, self.storage, self._admin, extra)
             return
-        route = self.router.resolve(path, scope["headers"])
-        if route is None:
-            await send_json(send, 404, _error(OPENAI, 404, f"no route for {path}", "not_found"))
+        if len(scope["headers"]) > MAX_HEADERS:
+            await self._refuse(send, self._openai, 431, f"more than {MAX_HEADERS} request headers")
             return
-        try:
-            if route.endpoint is not None and scope["method"] == "POST":
-                await self._cached(scope, receive, send, route, route.endpoint)
-            else:
-                await self._passthrough(scope, receive, send, route)
-        except ConnectionAbortedError:
-            pass  # the client left; nothing to answer
-
-    # -- cached routes ------------------------------------------------------------------------
-
-    async def _cached(
-        self, scope: Scope, receive: Receive, send: Send, route: Route, endpoint: str
-    ) -> None:
-        provider = route.upstream.provider
-        raw = await read_body(receive)
         headers = header_dict(scope["headers"])
         try:
-            controls = read_controls(parse_body(raw), raw, headers)
-        except BadRequest as exc:
-            await send_bytes(
-                send,
-                400,
-                [(b"content-type", b"application/json")],
-                provider.error_body(400, str(exc), "invalid_request_error"),
-            )
+            route = self.router.resolve(path, headers)
+        except BadPath as exc:
+            await self._refuse(send, self._openai, 400, f"{exc}; refused")
             return
-        body, raw, ttl = controls.body, controls.raw, controls.ttl
-        url = route.url + (
-            f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else ""
-        )
-        key = exchange_key(provider, url, body, headers)
-        want_stream = provider.is_stream_request(body)
-        engine = self.engine
-
-        if engine.reads and not controls.bypass:
-            value = await engine.lookup(key)
-            if value is not None and is_valid_value(value):
-                rendered = render(
-                    value,
-                    want_stream=want_stream,
-                    provider=provider,
-                    endpoint=endpoint,
-                    request_body=body,
-                )
-                if rendered is not None:
-                    content_type, payload = rendered
-                    await send_bytes(
-                        send,
-                        int(value.get("status", 200)),
-                        [(b"content-type", content_type.encode()), *cache_headers(True, key)],
-                        payload,
-                    )
-                    return
-        if engine.offline:
-            await self._offline_miss(send, provider, key)
+        if route is None:
+            await self._refuse(send, self._openai, 404, f"no route for {path}", "not_found")
             return
-        store = engine.writes and not controls.no_store
-        outgoing = forward_request_headers(scope["headers"])
-        request = _UpstreamCall(route, endpoint, url, outgoing, raw, key, store, ttl, body)
-        await self._answer_miss(scope, receive, send, request, want_stream)
-
-    async def _answer_miss(
-        self, scope: Scope, receive: Receive, send: Send, call: _UpstreamCall, want_stream: bool
-    ) -> None:
-        flight_key = call.key if call.store else call.key + ":no-store"
-        flight, leader = self.flights.join(flight_key, lambda f: self._pump(f, call))
+        provider = route.match.provider if route.match else route.upstream.provider
         try:
-            try:
-                await flight.wait_head()
-            except FlightFailed as exc:
-                await self._upstream_failed(send, call, exc.cause)
-                return
-            assert flight.status is not None
-            ok = 200 <= flight.status < 300
-            # The request that started the call relays what the upstream sent, as it came.
-            # Anyone else (a follower, or the starter when another process stored the answer
-            # meanwhile) takes a successful answer of its own kind as it streams; otherwise it
-            # waits for the stored value and converts it, or makes its own call.
-            as_sent = leader and not flight.from_cache
-            if not as_sent and (not ok or flight.is_stream != want_stream):
-                await flight.wait_done()
-                if ok and flight.value is not None:
-                    rendered = render(
-                        flight.value,
-                        want_stream=want_stream,
-                        provider=call.route.upstream.provider,
-                        endpoint=call.endpoint,
-                        request_body=call.body,
-                    )
-                    if rendered is not None:
-                        content_type, payload = rendered
-                        head = [
-                            (b"content-type", content_type.encode()),
-                            *cache_headers(False, call.key),
-                        ]
-                        await send_bytes(send, flight.status, head, payload)
-                        return
-                await self._answer_alone(scope, receive, send, call)
-                return
-            await self._relay(scope, receive, send, flight, call.key)
-        finally:
-            self.flights.leave(flight)
-
-    async def _answer_alone(
-        self, scope: Scope, receive: Receive, send: Send, call: _UpstreamCall
-    ) -> None:
-        """One upstream call of this request's own, outside single-flight."""
-        flight = Flight()
-        task = asyncio.ensure_future(self._pump(flight, call))
-        try:
-            try:
-                await flight.wait_head()
-            except FlightFailed as exc:
-                await self._upstream_failed(send, call, exc.cause)
-                return
-            await self._relay(scope, receive, send, flight, call.key)
-        finally:
-            if not task.done():
-                task.cancel()
-
-    async def _relay(
-        self, scope: Scope, receive: Receive, send: Send, flight: Flight, key: str
-    ) -> None:
-        assert flight.status is not None
-        headers = [*flight.headers, *cache_headers(flight.from_cache, key)]
-        if flight.is_stream:
-            await send_stream(send, receive, flight.status, headers, flight.tail())
+            raw = await read_body(receive, self.config.max_body_bytes)
+        except BodyTooLarge as exc:
+            await self._refuse(send, provider, 413, str(exc), "request_too_large")
             return
-        await flight.wait_done()
-        if flight.error is not None and not flight.chunks:
-            await self._upstream_failed(send, None, flight.error)
+        except ConnectionAbortedError:
             return
-        await send_bytes(send, flight.status, headers, b"".join(flight.chunks))
-
-    async def _pump(self, flight: Flight, call: _UpstreamCall) -> None:
-        """Make the upstream call (once across processes when the backend can lock), publish
-        what arrives, store a complete success."""
-        engine = self.engine
-        claim: str | bool = True
-        for _ in range(_CLAIM_ATTEMPTS if call.store else 0):
-            claim = await engine.lock_flight(call.key)
-            if claim is not False:
-                break
-            # Another process is making this very call: wait for its answer. If it ended
-            # without one (an error, or the holder died and its lock expired), claim again,
-            # so that many waiting replicas still make one call.
-            await engine.wait_flight(call.key)
-            value = await engine.lookup(call.key)
-            if value is not None and is_valid_value(value):
-                _publish_value(flight, value)
-                return
-        try:
-            await self._call_upstream(flight, call)
-        finally:
-            await engine.unlock_flight(call.key, claim)
-
-    async def _call_upstream(self, flight: Flight, call: _UpstreamCall) -> None:
-        client = self._client(call.route.upstream)
-        request = client.build_request("POST", call.url, content=call.raw, headers=call.headers)
-        response = await client.send(request, stream=True)
-        try:
-            content_type = response.headers.get("content-type", "")
-            is_stream = content_type.startswith("text/event-stream")
-            flight.publish_head(
-                response.status_code, forward_response_headers(response.headers.raw), is_stream
-            )
-            async for chunk in response.aiter_bytes():
-                flight.publish_chunk(chunk)
-        finally:
-            await response.aclose()
-        status = response.status_code
-        value = answer_value(
-            call.route.upstream.provider,
-            call.endpoint,
-            status,
-            content_type,
-            b"".join(flight.chunks),
-        )
-        flight.finish(value)
-        if value is not None and call.store:
-            model = call.body.get("model")
-            await self.engine.store(
-                call.key,
-                value,
-                ttl=call.ttl,
-                metadata={
-                    "provider": call.route.upstream.name,
-                    "model": model if isinstance(model, str) else "",
-                    "endpoint": call.endpoint,
-                },
-            )
-
-    async def _offline_miss(self, send: Send, provider: Provider, key: str) -> None:
-        message = (
-            f"llm-cache is in offline mode and has no cached answer for this request "
-            f"(key {key}). Run it once with LLM_CACHE_MODE=readwrite to record it."
-        )
-        await send_bytes(
-            send,
-            404,
-            [
-                (b"content-type", b"application/json"),
-                (b"x-should-retry", b"false"),
-                *cache_headers(False, key),
-            ],
-            provider.error_body(404, message, "cache_miss"),
-        )
-
-    async def _upstream_failed(
-        self, send: Send, call: _UpstreamCall | None, cause: BaseException
-    ) -> None:
-        provider = call.route.upstream.provider if call else OPENAI
-        if isinstance(cause, ConnectionAbortedError):
-            return
-        name = call.route.upstream.name if call else "upstream"
-        logger.warning("upstream %s failed: %s: %s", name, type(cause).__name__, cause)
-        status = 504 if isinstance(cause, httpx2.TimeoutException) else 502
-        message = f"llm-cache could not reach the {name} upstream: {type(cause).__name__}: {cause}"
-        extra = cache_headers(False, call.key) if call else []
-        await send_bytes(
-            send,
-            status,
-            [(b"content-type", b"application/json"), *extra],
-            provider.error_body(status, message, "upstream_error"),
-        )
-
-    # -- uncached routes ----------------------------------------------------------------------
-
-    async def _passthrough(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
-        client = self._client(route.upstream)
-        raw = await read_body(receive)
-        url = route.url + (
-            f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else ""
-        )
-        request = client.build_request(
-            scope["method"],
-            url,
-            content=raw or None,
+        query = scope["query_string"]
+        request = CacheRequest(
+            front_end="proxy",
+            method=scope["method"],
+            url=route.url + (f"?{query.decode('latin-1')}" if query else ""),
+            path=path,
             headers=forward_request_headers(scope["headers"]),
+            body=raw,
+            match=route.match,
+            header_map=headers,
         )
+        watch = ClientWatch(receive)
         try:
-            response = await client.send(request, stream=True)
-        except httpx2.HTTPError as exc:
-            await self._upstream_failed(send, None, exc)
-            return
-        try:
-            await send_stream(
-                send,
-                receive,
-                response.status_code,
-                forward_response_headers(response.headers.raw),
-                response.aiter_bytes(),
-            )
+            try:
+                answer = await self.cache.handle(
+                    request, self._sender(route.upstream), watch.future
+                )
+            except ClientGone:
+                return
+            await self._send_answer(send, watch, answer)
         finally:
-            await response.aclose()
+            watch.cancel()
+
+    async def _send_answer(self, send: Send, watch: ClientWatch, answer: Answer) -> None:
+        completed = False
+        try:
+            if answer.body is not None:
+                await send_bytes(send, answer.status, answer.headers, answer.body)
+                completed = True
+            elif answer.stream is not None:
+                completed = await send_stream(
+                    send, watch, answer.status, answer.headers, answer.stream
+                )
+        except FlightFailed:
+            # The upstream broke off mid-answer: end without the final chunk, so the client
+            # sees an aborted response, never a clean (truncated) one.
+            logger.warning("upstream broke off mid-answer; aborting the response")
+        except OSError:
+            pass  # the client went away
+        finally:
+            await answer.aclose(completed=completed)
+
+    async def _refuse(
+        self, send: Send, provider: ProviderSpec, status: int, message: str, kind: str = ""
+    ) -> None:
+        await send_bytes(
+            send,
+            status,
+            [(b"content-type", b"application/json")],
+            provider.error_body(status, message, kind or "invalid_request_error"),
+        )
+
+    # -- upstream calls -----------------------------------------------------------------------
+
+    def _sender(self, upstream: Upstream) -> SendUpstream:
+        async def send_upstream(
+            method: str, url: str, headers: Headers, body: bytes
+        ) -> UpstreamResponse:
+            client = self._client(upstream)
+            request = client.build_request(method, url, content=body or None, headers=headers)
+            response = await client.send(request, stream=True)
+            return UpstreamResponse(
+                response.status_code,
+                list(response.headers.raw),
+                response.aiter_bytes(),
+                response.aclose,
+            )
+
+        return send_upstream
 
     def _client(self, upstream: Upstream) -> httpx2.AsyncClient:
-        client = self._clients.get(upstream.name)
+        loop = asyncio.get_running_loop()
+        clients = self._clients.get(loop)
+        if clients is None:
+            clients = self._clients[loop] = {}
+        client = clients.get(upstream.name)
         if client is None:
-            client = self._clients[upstream.name] = httpx2.AsyncClient(
-                timeout=UPSTREAM_TIMEOUT,
+            client = clients[upstream.name] = httpx2.AsyncClient(
+                timeout=self._timeout,
                 limits=UPSTREAM_LIMITS,
                 headers={"accept-encoding": "gzip, deflate"},
                 follow_redirects=False,
             )
         return client
 
-    # -- management API -----------------------------------------------------------------------
 
+async def _send_json(send: Send, status: int, payload: Any) -> None:
+    import orjson
 
-class _UpstreamCall:
-    """Everything the pump needs to make (and store) one upstream call."""
-
-    __slots__ = ("body", "endpoint", "headers", "key", "raw", "route", "store", "ttl", "url")
-
-    def __init__(
-        self,
-        route: Route,
-        endpoint: str,
-        url: str,
-        headers: Headers,
-        raw: bytes,
-        key: str,
-        store: bool,
-        ttl: float | None,
-        body: Mapping[str, Any],
-    ) -> None:
-        self.route, self.endpoint, self.url, self.headers = route, endpoint, url, headers
-        self.raw, self.key, self.store, self.ttl, self.body = raw, key, store, ttl, body
-
-
-def _publish_value(flight: Flight, value: dict[str, Any]) -> None:
-    """Answer a flight from a stored value, as if the upstream had just sent it."""
-    stream = value.get("stream")
-    payload = stream if isinstance(stream, str) else str(value.get("body", ""))
-    content_type = str(value.get("content_type") or JSON_TYPE)
-    flight.from_cache = True
-    flight.publish_head(
-        int(value.get("status", 200)),
-        [(b"content-type", content_type.encode())],
-        isinstance(stream, str),
-    )
-    flight.publish_chunk(payload.encode("utf-8"))
-    flight.finish(value)
-
-
-def _error(provider: Provider, status: int, message: str, kind: str) -> Any:
-    return orjson.loads(provider.error_body(status, message, kind))
+    await send_bytes(send, status, [(b"content-type", b"application/json")], orjson.dumps(payload))
 
 
 def create_app(config: Config | None = None, storage: CacheStorage | None = None) -> ProxyApp:
@@ -442,6 +256,10 @@ def serve(config: Config, *, workers: int = 1, access_log: bool = False) -> None
     logging.basicConfig(
         level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    # The HTTP client's per-request lines print full URLs (a Gemini ``?key=`` among them):
+    # debug only. The proxy writes its own line per request, without credentials.
+    for name in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     options: dict[str, Any] = {
         "host": config.proxy_host,
         "port": config.proxy_port,

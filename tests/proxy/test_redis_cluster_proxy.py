@@ -68,6 +68,7 @@ def test_miss_then_hit_and_stats(
             "status": "healthy",
             "backend": "redis",
             "cache_size": 2,
+            "cache_max_size": 1000,
             "mode": "readwrite",
         }
         key = first.headers["x-cache-key"]

@@ -76,6 +76,7 @@ def test_health_and_stats(proxy: Proxy, upstream: Upstream) -> None:
         "status": "healthy",
         "backend": "sqlite",
         "cache_size": 1,
+        "cache_max_size": 1000,
         "mode": "readwrite",
     }
     stats = httpx2.get(f"{proxy.url}/cache/stats").json()

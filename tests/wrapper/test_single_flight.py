@@ -94,9 +94,9 @@ def test_sync_transport_threads_make_one_call(upstream: Upstream, storage: Memor
     assert upstream.fake.count("/chat/completions") == 1
 
 
-def test_sync_transport_error_leader_followers_call_themselves(
-    upstream: Upstream, storage: MemoryStorage
-) -> None:
+def test_sync_transport_errors_are_shared(upstream: Upstream, storage: MemoryStorage) -> None:
+    """When the upstream says 500 (or slow down), waiting requests get that answer instead
+    of each calling again."""
     client = sync_client(upstream, storage)
     results = together(
         N,
@@ -107,7 +107,7 @@ def test_sync_transport_error_leader_followers_call_themselves(
         ),
     )
     assert all(isinstance(r, openai.InternalServerError) for r in results)
-    assert upstream.fake.count("/chat/completions") == N
+    assert upstream.fake.count("/chat/completions") == 1
     assert storage.get_size() == 0
 
 
@@ -125,7 +125,7 @@ def test_sync_transport_controls_and_streams_stay_apart(
     together(N, ask("bypass", {"X-Cache-Bypass": "true"}))
     assert upstream.fake.count("/chat/completions") == N
     upstream.fake.reset()
-    # Streams are not shared by the sync transport (nobody waits on another's reader).
+    # Streams are shared too: every thread tails the one call, chunk by chunk.
     streams = together(
         3,
         lambda: list(
@@ -134,8 +134,8 @@ def test_sync_transport_controls_and_streams_stay_apart(
             )
         ),
     )
-    assert upstream.fake.count("/chat/completions") == 3
-    assert len({s[0].id for s in streams}) == 3  # type: ignore[index,union-attr]
+    assert upstream.fake.count("/chat/completions") == 1
+    assert len({s[0].id for s in streams}) == 1  # type: ignore[index,union-attr]
 
 
 def test_sync_transport_no_store_and_storing_calls_do_not_share(
@@ -240,7 +240,7 @@ async def test_async_transport_a_reader_leaving_early_does_not_cut_the_others(
     await client.close()
 
 
-async def test_async_transport_failures_are_not_shared(
+async def test_async_transport_failures_are_shared(
     upstream: Upstream, storage: MemoryStorage
 ) -> None:
     client = async_client(upstream, storage)
@@ -256,8 +256,9 @@ async def test_async_transport_failures_are_not_shared(
         return_exceptions=True,
     )
     assert all(isinstance(r, openai.RateLimitError) for r in results)
-    # The leader relays its own error; each follower makes its own call.
-    assert upstream.fake.count("/chat/completions") == N
+    # One call: the upstream said slow down, and every waiter gets that answer.
+    assert upstream.fake.count("/chat/completions") == 1
+    assert all(r.response.headers.get("retry-after") == "7" for r in results)  # type: ignore[union-attr]
 
     upstream.fake.reset()
     aborted = await asyncio.gather(

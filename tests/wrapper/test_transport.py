@@ -101,7 +101,7 @@ def test_compressed_answers_are_stored_decoded(upstream: Upstream, storage: Memo
     assert "content-encoding" not in raw.headers
     value = storage.get(raw.headers["x-cache-key"])
     assert value is not None
-    assert orjson.loads(value["body"])["id"] == raw.parse().id
+    assert orjson.loads(value["payload"])["id"] == raw.parse().id
     hit = client.chat.completions.with_raw_response.create(model=MODEL, messages=chat("gz"))
     assert "content-encoding" not in hit.headers and hit.parse().id == raw.parse().id
 
@@ -258,7 +258,10 @@ async def test_async_clients(upstream: Upstream, storage: MemoryStorage) -> None
     second = await client.chat.completions.create(model=MODEL, messages=chat("async"))
     assert second.id == first.id
     args: dict[str, Any] = {"model": MODEL, "messages": chat("async stream"), "stream": True}
-    half = await client.chat.completions.create(**args)
+    # Slow chunks: the client leaves before the stream ends, so nothing is stored.
+    half = await client.chat.completions.create(
+        **args, extra_headers={"x-fake-chunk-delay-ms": "100"}
+    )
     await half.__anext__()
     await half.close()
     assert upstream.fake.count("/chat/completions") == 2

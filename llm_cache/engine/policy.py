@@ -15,8 +15,10 @@ import logging
 import time
 from typing import Any, Protocol, runtime_checkable
 
+from llm_cache.cache.codec import CorruptValueError, encode_value, is_entry
 from llm_cache.cache.storage import CacheStorage, EntryMetadata
 from llm_cache.config import MODES
+from llm_cache.engine.entry import Entry
 
 logger = logging.getLogger("llm_cache.engine")
 
@@ -57,6 +59,8 @@ class CacheEngine:
         self.flight_lock_ttl = flight_lock_ttl
         self._locks = storage if isinstance(storage, SupportsFlightLocks) else None
         self._skip_until = 0.0
+        self._store_failures = 0
+        self._last_store_error: str | None = None
         self._last_error: str | None = None
         self._last_logged_at = 0.0
 
@@ -92,6 +96,62 @@ class CacheEngine:
             self._storage_failed("lookup", exc)
             return None
 
+    async def lookup_entry(self, key: str, *, count: bool = True) -> Entry | None:
+        """The stored HTTP entry for ``key``; ``None`` on a miss, an unreadable entry (dropped,
+        counted as a miss) or any storage failure. ``count=False`` for internal re-reads."""
+        if not self._available():
+            return None
+        try:
+            blob = await self.storage.aget_bytes(key)
+        except Exception as exc:
+            self._storage_failed("lookup", exc)
+            return None
+        if blob is None:
+            return None
+        try:
+            if not is_entry(blob):
+                raise CorruptValueError("not an HTTP cache entry")
+            return Entry.decode(blob)
+        except CorruptValueError as exc:
+            logger.warning("dropping unreadable cache entry %s: %s", key[:16], exc)
+            try:
+                if count:
+                    self.storage.recount_as_miss()
+                await self.storage.adelete(key)
+            except Exception as err:
+                self._storage_failed("drop", err)
+            return None
+
+    async def store_entry(
+        self,
+        key: str,
+        entry: Entry,
+        *,
+        ttl: float | None = None,
+        metadata: EntryMetadata | dict[str, Any] | None = None,
+    ) -> bool:
+        """Store an HTTP entry; ``False`` (logged) when the backend failed."""
+        return await self.store_bytes(key, entry.encode(), ttl=ttl, metadata=metadata)
+
+    async def store_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        ttl: float | None = None,
+        metadata: EntryMetadata | dict[str, Any] | None = None,
+    ) -> bool:
+        """Store encoded bytes; ``False`` (logged) when the backend failed."""
+        if not self._available():
+            return False
+        try:
+            await self.storage.aset_bytes(key, data, metadata, ttl if ttl is not None else self.ttl)
+        except Exception as exc:
+            self._storage_failed("store", exc)
+            return False
+        self._store_failures = 0
+        return True
+
     async def store(
         self,
         key: str,
@@ -101,18 +161,15 @@ class CacheEngine:
         metadata: EntryMetadata | dict[str, Any] | None = None,
     ) -> bool:
         """Store ``value``; ``False`` (logged) when the backend failed."""
-        if not self._available():
-            return False
-        try:
-            await self.storage.aset(key, value, metadata, ttl if ttl is not None else self.ttl)
-        except Exception as exc:
-            self._storage_failed("store", exc)
-            return False
-        return True
+        return await self.store_bytes(key, encode_value(value), ttl=ttl, metadata=metadata)
 
     async def health(self) -> dict[str, Any]:
         """``/health`` body: healthy with the entry count, or degraded with the error."""
-        body: dict[str, Any] = {"status": "healthy", "backend": self.storage.backend_name}
+        body: dict[str, Any] = {
+            "status": "healthy",
+            "backend": self.storage.backend_name,
+            "cache_max_size": self.storage.max_size,
+        }
         try:
             await self.storage.ahealth_check()
             body["cache_size"] = await self.storage.aget_size()
@@ -122,6 +179,13 @@ class CacheEngine:
         else:
             self._last_error = None  # the backend answers again
             self._skip_until = 0.0
+            if self._store_failures:
+                # Reads work but writes do not (a full disk, a read-only file): not healthy.
+                body.update(
+                    status="degraded",
+                    error=f"{self._store_failures} store(s) failed since the last success: "
+                    f"{self._last_store_error}",
+                )
         body["mode"] = self.mode
         return body
 
@@ -191,6 +255,9 @@ class CacheEngine:
     def _storage_failed(self, what: str, exc: BaseException) -> None:
         now = time.monotonic()
         self._last_error = f"{type(exc).__name__}: {exc}"
+        if what == "store":
+            self._store_failures += 1
+            self._last_store_error = self._last_error
         self._skip_until = now + self.retry_after
         if now - self._last_logged_at >= _LOG_EVERY:
             self._last_logged_at = now

@@ -1,0 +1,613 @@
+"""The exchange sequence, written once for every HTTP front end.
+
+    lookup → (miss: single-flight claim → upstream call → store when complete) → answer of the
+    kind asked
+
+The proxy (ASGI) and the httpx transports are adapters: they turn their request into a
+``CacheRequest``, give ``HttpCache.handle`` a way to reach the upstream (``SendUpstream``), and
+turn the ``Answer`` back into their response. Modes, cross-process claims, stream tailing,
+shared errors, fail-open storage and the one event per exchange all live here.
+
+An ``Answer`` is either a whole ``body`` or a ``stream`` of chunks. A stream that raises
+``FlightFailed`` means the upstream broke off: the adapter must make the client see a failure
+(abort the response), never a clean end. Call ``Answer.aclose()`` when the answer was sent or
+abandoned; it releases the flight and emits the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx2
+
+from llm_cache.engine import events as ev
+from llm_cache.engine.entry import Entry
+from llm_cache.engine.events import EventBus, ExchangeEvent
+from llm_cache.engine.exchange import (
+    JSON_TYPE,
+    BadRequest,
+    answer_headers,
+    complete_answer,
+    decode_frames,
+    exchange_key,
+    is_stream_type,
+    parse_body,
+    read_controls,
+    render,
+    split_frames,
+    stored_request,
+    upstream_headers,
+)
+from llm_cache.engine.flight import Flight, FlightFailed, FlightTable, FlightTables
+from llm_cache.engine.policy import CacheEngine
+from llm_cache.providers.base import ProviderSpec, RouteMatch
+
+__all__ = [
+    "Answer",
+    "CacheRequest",
+    "ClientGone",
+    "HttpCache",
+    "SendUpstream",
+    "UpstreamResponse",
+]
+
+logger = logging.getLogger("llm_cache.engine")
+
+Headers = list[tuple[bytes, bytes]]
+#: How often a request re-tries to claim a cross-process call before making its own.
+_CLAIM_ATTEMPTS = 3
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client left while its request waited; nothing is answered."""
+
+
+@dataclass(slots=True)
+class CacheRequest:
+    """A request as the engine sees it, whatever front end received it."""
+
+    front_end: str
+    method: str
+    #: The full upstream URL, query included (what is forwarded).
+    url: str
+    #: The path the client asked for (for the event and logs; never the query).
+    path: str
+    #: Request headers to forward (the adapter removed hop-by-hop ones); raw names.
+    headers: Headers
+    body: bytes
+    #: The provider route, or ``None`` for a path that is forwarded uncached.
+    match: RouteMatch | None
+    #: Lower-case name → value (a repeated header's values joined), for controls and keys.
+    header_map: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    """What ``SendUpstream`` returns: the head, then the decoded body chunks."""
+
+    status: int
+    headers: Headers
+    chunks: AsyncIterator[bytes]
+    close: Callable[[], Awaitable[None]]
+
+    @property
+    def content_type(self) -> str:
+        for k, v in self.headers:
+            if k.lower() == b"content-type":
+                return v.decode("latin-1")
+        return ""
+
+
+#: ``send_upstream(method, url, headers, body)``: one upstream call (the adapter's client).
+SendUpstream = Callable[[str, str, Headers, bytes], Awaitable[UpstreamResponse]]
+
+
+class Answer:
+    """What the client gets: head, then ``body`` (whole) or ``stream`` (chunks)."""
+
+    __slots__ = (
+        "_bus",
+        "_closed",
+        "_release",
+        "_started",
+        "body",
+        "event",
+        "headers",
+        "status",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        *,
+        body: bytes | None = None,
+        stream: AsyncIterator[bytes] | None = None,
+        event: ExchangeEvent,
+        bus: EventBus,
+        started: float,
+        release: Callable[[], None] | None = None,
+    ) -> None:
+        self.status, self.headers, self.body, self.stream = status, headers, body, stream
+        self.event, self._bus, self._started, self._release = event, bus, started, release
+        self._closed = False
+        event.http_status = status
+
+    async def aclose(self, *, completed: bool = True) -> None:
+        """The answer was sent (``completed``) or abandoned: free the flight, emit the event."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.stream is not None and hasattr(self.stream, "aclose"):
+            with contextlib.suppress(Exception):
+                await self.stream.aclose()
+        if self._release is not None:
+            self._release()
+        event = self.event
+        event.duration = time.monotonic() - self._started
+        if not completed and event.error is None:
+            event.error = "the answer was not completed"
+        self._bus.emit(event)
+
+
+class HttpCache:
+    """The HTTP cache: one per process (or per transport), shared by all its requests."""
+
+    def __init__(self, engine: CacheEngine, bus: EventBus | None = None) -> None:
+        self.engine = engine
+        self.bus = bus if bus is not None else EventBus()
+        self.flights = FlightTables()
+
+    # -- the sequence -------------------------------------------------------------------------
+
+    async def handle(
+        self,
+        req: CacheRequest,
+        send_upstream: SendUpstream,
+        gone: Callable[[], Awaitable[Any]] | None = None,
+    ) -> Answer:
+        """Answer ``req``. ``gone()`` (optional) returns an awaitable that completes when the
+        client disconnects; waits for the upstream then end with ``ClientGone``."""
+        started = time.monotonic()
+        event = ExchangeEvent(req.front_end, req.method, req.path)
+        match = req.match
+        engine = self.engine
+        if match is None or req.method != "POST":
+            return await self._passthrough(req, req.body, send_upstream, event, started, "")
+        if engine.mode == "off":
+            event.provider, event.endpoint = match.provider.name, match.endpoint
+            return await self._passthrough(req, req.body, send_upstream, event, started, ev.BYPASS)
+        provider = match.provider
+        event.provider, event.endpoint = provider.name, match.endpoint
+        try:
+            controls = read_controls(parse_body(req.body), req.body, req.header_map)
+        except BadRequest as exc:
+            event.error = str(exc)
+            return self._error(
+                provider, exc.status, str(exc), "invalid_request_error", event, started
+            )
+        body = controls.body
+        event.model = provider.model(match, body)
+        reason = provider.never_cache(match.endpoint, body)
+        if reason is not None:
+            return await self._passthrough(
+                req, controls.raw, send_upstream, event, started, ev.BYPASS
+            )
+        key = exchange_key(match, req.url, body, req.header_map)
+        event.key = key
+        want_stream = provider.wants_stream(match, body)
+
+        if engine.reads and not controls.bypass:
+            entry = await engine.lookup_entry(key)
+            if entry is not None:
+                hit = self._from_entry(entry, want_stream, match, body, key, event, started)
+                if hit is not None:
+                    return hit
+        if engine.offline:
+            message = (
+                f"llm-cache is in offline mode and has no cached answer for this request "
+                f"(key {key}). Run it once with LLM_CACHE_MODE=readwrite to record it."
+            )
+            event.error = "offline miss"
+            answer = self._error(provider, 404, message, "cache_miss", event, started, key)
+            answer.headers.append((b"x-should-retry", b"false"))
+            return answer
+
+        call = _Call(
+            req=req,
+            match=match,
+            raw=controls.raw,
+            body=body,
+            key=key,
+            store=engine.writes and not controls.no_store,
+            ttl=controls.ttl,
+            want_stream=want_stream,
+        )
+        table = self.flights.current()
+        if controls.bypass:
+            flight, leader = (
+                table.solo(lambda f: self._pump(f, call, send_upstream, claim=False)),
+                True,
+            )
+        else:
+            flight_key = key if call.store else key + ":no-store"
+            flight, leader = table.join(flight_key, lambda f: self._pump(f, call, send_upstream))
+        status_label = ev.BYPASS if controls.bypass else ev.MISS
+        release = _releaser(table, flight)
+        try:
+            answer = await self._from_flight(
+                flight, leader, call, send_upstream, gone, event, started, status_label, release
+            )
+        except BaseException:
+            release()
+            raise
+        return answer
+
+    # -- hits ---------------------------------------------------------------------------------
+
+    def _from_entry(
+        self,
+        entry: Entry,
+        want_stream: bool,
+        match: RouteMatch,
+        body: Mapping[str, Any],
+        key: str,
+        event: ExchangeEvent,
+        started: float,
+        status_label: str = ev.HIT,
+    ) -> Answer | None:
+        rendered = render(entry, want_stream=want_stream, match=match, request_body=body)
+        if rendered is None:
+            return None
+        content_type, payload = rendered
+        hit = status_label in (ev.HIT, ev.SEMANTIC_HIT)
+        headers = [(b"content-type", content_type.encode()), *cache_headers(hit, key, status_label)]
+        if hit:
+            headers.append((b"age", str(max(0, int(time.time() - entry.created))).encode()))
+            event.saved_seconds = entry.upstream_duration
+        event.cache_status = status_label
+        event.usage = entry.usage
+        return Answer(
+            entry.status, headers, body=payload, event=event, bus=self.bus, started=started
+        )
+
+    # -- misses -------------------------------------------------------------------------------
+
+    async def _from_flight(
+        self,
+        flight: Flight,
+        leader: bool,
+        call: _Call,
+        send_upstream: SendUpstream,
+        gone: Callable[[], Awaitable[Any]] | None,
+        event: ExchangeEvent,
+        started: float,
+        status_label: str,
+        release: Callable[[], None],
+    ) -> Answer:
+        provider = call.match.provider
+        try:
+            await _until(flight.wait_head(), gone)
+        except FlightFailed as exc:
+            release()
+            return self._upstream_failed(call, exc.cause, event, started)
+        assert flight.status is not None
+        ok = 200 <= flight.status < 300
+        if flight.from_cache:
+            status_label = ev.HIT  # another process stored it while we waited
+        elif not leader:
+            status_label = ev.COALESCED
+        event.cache_status = status_label
+        event.upstream_status = flight.status
+        if ok and flight.is_stream != call.want_stream:
+            # The other kind than asked: wait for the whole answer and convert it.
+            try:
+                await _until(flight.wait_done(), gone)
+            finally:
+                release()
+            if flight.entry is not None:
+                answer = self._from_entry(
+                    flight.entry,
+                    call.want_stream,
+                    call.match,
+                    call.body,
+                    call.key,
+                    event,
+                    started,
+                    status_label,
+                )
+                if answer is not None:
+                    self._note_upstream(event, flight)
+                    return answer
+            if flight.error is not None:
+                return self._upstream_failed(call, flight.error, event, started)
+            # Not convertible (or not storable): this request makes a call of its own.
+            solo = self.flights.current().solo(
+                lambda f: self._pump(f, call, send_upstream, claim=False)
+            )
+            own_release = _releaser(self.flights.current(), solo)
+            try:
+                return await self._from_flight(
+                    solo, True, call, send_upstream, gone, event, started, status_label, own_release
+                )
+            except BaseException:
+                own_release()
+                raise
+        headers = [
+            *flight.headers,
+            *cache_headers(status_label == ev.HIT, call.key, status_label),
+        ]
+        if flight.is_stream:
+            return Answer(
+                flight.status,
+                headers,
+                stream=self._tail(flight, event),
+                event=event,
+                bus=self.bus,
+                started=started,
+                release=release,
+            )
+        try:
+            payload = await _until(flight.body(), gone)
+        except FlightFailed as exc:
+            release()
+            return self._upstream_failed(call, exc.cause, event, started)
+        except BaseException:
+            release()
+            raise
+        release()
+        self._note_upstream(event, flight)
+        del provider
+        return Answer(
+            flight.status, headers, body=payload, event=event, bus=self.bus, started=started
+        )
+
+    async def _tail(self, flight: Flight, event: ExchangeEvent) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in flight.tail():
+                yield chunk
+        except FlightFailed as exc:
+            event.error = f"upstream broke off: {exc}"
+            raise
+        self._note_upstream(event, flight)
+
+    @staticmethod
+    def _note_upstream(event: ExchangeEvent, flight: Flight) -> None:
+        event.upstream_duration = flight.upstream_duration
+        event.stored = flight.stored
+        if flight.entry is not None and event.usage is None:
+            event.usage = flight.entry.usage
+
+    async def _pump(
+        self, flight: Flight, call: _Call, send_upstream: SendUpstream, claim: bool = True
+    ) -> None:
+        """Make the upstream call (once across processes when the backend can lock), publish
+        what arrives, store a complete success, then end the flight."""
+        engine = self.engine
+        token: str | bool = True
+        for _ in range(_CLAIM_ATTEMPTS if call.store and claim else 0):
+            token = await engine.lock_flight(call.key)
+            if token is not False:
+                break
+            # Another process is making this very call: wait for its answer. If it ended
+            # without one (an error, or the holder died and its lock expired), claim again.
+            await engine.wait_flight(call.key)
+            entry = await engine.lookup_entry(call.key, count=False)
+            if entry is not None:
+                _publish_entry(flight, entry)
+                return
+        try:
+            await self._call_upstream(flight, call, send_upstream)
+        finally:
+            await engine.unlock_flight(call.key, token)
+
+    async def _call_upstream(
+        self, flight: Flight, call: _Call, send_upstream: SendUpstream
+    ) -> None:
+        provider = call.match.provider
+        started = time.monotonic()
+        response = await send_upstream(
+            "POST", call.req.url, upstream_headers(call.req.headers), call.raw
+        )
+        offsets: list[float] = []
+
+        def ended_cleanly() -> bool:
+            if not (flight.is_stream and 200 <= response.status < 300):
+                return False
+            frames = split_frames(provider, b"".join(flight.chunks))
+            return provider.stream_finished(call.match.endpoint, decode_frames(provider, frames))
+
+        flight.ended_cleanly = ended_cleanly
+        try:
+            content_type = response.content_type
+            flight.publish_head(
+                response.status,
+                answer_headers(response.headers),
+                is_stream_type(provider, content_type),
+            )
+            async for chunk in response.chunks:
+                if chunk:
+                    offsets.append(time.monotonic() - started)
+                    flight.publish_chunk(chunk)
+        finally:
+            await response.close()
+        flight.upstream_duration = time.monotonic() - started
+        entry, why = complete_answer(
+            call.match, response.status, content_type, flight.chunks, offsets
+        )
+        if entry is not None:
+            entry.model = provider.model(call.match, call.body)
+            entry.upstream_duration = flight.upstream_duration
+            entry.request = stored_request(
+                "POST", call.req.url, call.req.header_map, provider, call.body
+            )
+            if call.store:
+                flight.stored = await self.engine.store_entry(
+                    call.key,
+                    entry,
+                    ttl=call.ttl,
+                    metadata={
+                        "provider": provider.name,
+                        "model": entry.model,
+                        "endpoint": entry.endpoint,
+                    },
+                )
+        elif 200 <= response.status < 300:
+            logger.debug("not storing %s: %s", call.key[:12], why)
+        flight.finish(entry)
+
+    # -- pass-through and errors --------------------------------------------------------------
+
+    async def _passthrough(
+        self,
+        req: CacheRequest,
+        body: bytes,
+        send_upstream: SendUpstream,
+        event: ExchangeEvent,
+        started: float,
+        cache_status: str,
+    ) -> Answer:
+        event.cache_status = cache_status
+        try:
+            response = await send_upstream(req.method, req.url, upstream_headers(req.headers), body)
+        except (httpx2.HTTPError, OSError) as exc:
+            provider = req.match.provider if req.match else None
+            return self._unreachable(provider, exc, event, started, None)
+        event.upstream_status = response.status
+        headers = answer_headers(response.headers)
+        if cache_status:
+            headers += [(b"x-cache-hit", b"false"), (b"x-cache-status", cache_status.encode())]
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in response.chunks:
+                    yield chunk
+            finally:
+                await response.close()
+
+        return Answer(
+            response.status, headers, stream=chunks(), event=event, bus=self.bus, started=started
+        )
+
+    def _error(
+        self,
+        provider: ProviderSpec,
+        status: int,
+        message: str,
+        kind: str,
+        event: ExchangeEvent,
+        started: float,
+        key: str | None = None,
+    ) -> Answer:
+        headers: Headers = [(b"content-type", provider.error_content_type.encode())]
+        if key is not None:
+            headers += cache_headers(False, key, event.cache_status or ev.MISS)
+        return Answer(
+            status,
+            headers,
+            body=provider.error_body(status, message, kind),
+            event=event,
+            bus=self.bus,
+            started=started,
+        )
+
+    def _upstream_failed(
+        self, call: _Call, cause: BaseException, event: ExchangeEvent, started: float
+    ) -> Answer:
+        if isinstance(cause, ConnectionAbortedError):
+            raise ClientGone(str(cause))
+        return self._unreachable(call.match.provider, cause, event, started, call.key)
+
+    def _unreachable(
+        self,
+        provider: ProviderSpec | None,
+        cause: BaseException,
+        event: ExchangeEvent,
+        started: float,
+        key: str | None,
+    ) -> Answer:
+        from llm_cache.providers import get_provider
+
+        provider = provider if provider is not None else get_provider("openai")
+        logger.warning("upstream call failed: %s: %s", type(cause).__name__, cause)
+        status = 504 if isinstance(cause, httpx2.TimeoutException) else 502
+        message = (
+            f"llm-cache could not reach the {provider.name} upstream: "
+            f"{type(cause).__name__}: {cause}"
+        )
+        event.error = message
+        return self._error(provider, status, message, "upstream_error", event, started, key)
+
+
+@dataclass(slots=True)
+class _Call:
+    """Everything the pump needs to make (and store) one upstream call."""
+
+    req: CacheRequest
+    match: RouteMatch
+    raw: bytes
+    body: dict[str, Any]
+    key: str
+    store: bool
+    ttl: float | None
+    want_stream: bool
+
+
+def cache_headers(hit: bool, key: str, status: str) -> Headers:
+    return [
+        (b"x-cache-hit", b"true" if hit else b"false"),
+        (b"x-cache-key", key.encode()),
+        (b"x-cache-status", status.encode()),
+    ]
+
+
+def _publish_entry(flight: Flight, entry: Entry) -> None:
+    """Answer a flight from a stored entry, as if the upstream had just sent it."""
+    flight.from_cache = True
+    flight.publish_head(
+        entry.status, [(b"content-type", entry.content_type.encode())], entry.is_stream
+    )
+    flight.publish_chunk(entry.payload)
+    flight.upstream_duration = entry.upstream_duration
+    flight.finish(entry)
+
+
+def _releaser(table: FlightTable, flight: Flight) -> Callable[[], None]:
+    """Leave ``flight`` once, however many paths try."""
+    done = False
+
+    def release() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            table.leave(flight)
+
+    return release
+
+
+async def _until(aw: Awaitable[T], gone: Callable[[], Awaitable[Any]] | None) -> T:
+    """Await ``aw``; ``ClientGone`` (``aw`` cancelled) if the client disconnects first."""
+    if gone is None:
+        return await aw
+    task = asyncio.ensure_future(aw)
+    watcher = asyncio.ensure_future(gone())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise ClientGone("the client disconnected")
+
+
+JSON = JSON_TYPE
