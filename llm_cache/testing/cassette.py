@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 FORMAT = "llm-cache-cassette/1"
-_BODY_FIELDS = ("body", "text", "body_base64")
 _STREAM_FIELDS = ("events", "chunks", "chunks_base64")
 
 
@@ -181,12 +180,14 @@ def iter_entries_from_cassettes(
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """Every cacheable exchange of the cassettes under ``folder``, as ``(request, response)``.
 
-    ``request``: ``{"method", "url", "headers", "body"}`` (the JSON body parsed; the URL and
-    headers hold no credential). ``response``: ``{"status", "content_type"}`` plus ``"body"``
-    (parsed JSON) or ``"events"`` (a stream: SSE events as ``{"event"?, "data"}`` with JSON data
-    parsed, or NDJSON values); ``response_bytes(response)`` gives its wire bytes. Only what a
-    cache stores is yielded: 2xx answers to requests with a JSON object body, whose answer is
-    JSON or a parsed stream. Files are read in sorted path order, interactions in file order;
+    Both in the ``llm-cache-entry/1`` export form, so ``Entry.from_export({"format":
+    ENTRY_FORMAT, "request": request, "response": response})`` reads a pair (re-key it from
+    the request). ``request``: ``{"method", "url", "headers", "body"}`` (the JSON body parsed;
+    no credential in the URL or headers). ``response``: ``{"status", "content_type"}`` plus
+    ``"body"`` (parsed JSON) or ``"events"`` (a stream: ``[{"t": 0.0, "data": <one frame in
+    its wire form>}, ...]``; cassettes keep no timing). Only what a cache stores is yielded:
+    2xx answers, JSON or a parsed stream, to requests with a JSON object body. ``folder`` may
+    also be one cassette file. Files are read in sorted path order, interactions in file order;
     a file that is not a cassette raises ``CassetteError`` naming it.
     """
     root = Path(folder)
@@ -194,20 +195,18 @@ def iter_entries_from_cassettes(
         raise CassetteError(f"no such cassette folder: {root}")
     paths = [root] if root.is_file() else sorted(root.rglob("*.json"))
     for path in paths:
-        cassette = Cassette.load(path)
-        for interaction in cassette.interactions:
+        for interaction in Cassette.load(path).interactions:
             request, response = interaction.request, interaction.response
             status = response["status"]
             if not 200 <= status < 300 or not isinstance(request.get("body"), dict):
                 continue
-            answer: dict[str, Any] = {
-                "status": status,
-                "content_type": response.get("content_type") or "application/json",
-            }
+            content_type = str(response.get("content_type") or "application/json")
+            answer: dict[str, Any] = {"status": status, "content_type": content_type}
             if "body" in response:
                 answer["body"] = response["body"]
             elif "events" in response:
-                answer["events"] = response["events"]
+                frames = stream_chunks(stream_kind(content_type), response)
+                answer["events"] = [{"t": 0.0, "data": f.decode("utf-8")} for f in frames]
             else:
                 continue
             yield (

@@ -124,6 +124,9 @@ def _string_change(path: str, recorded: str, now: str) -> str:
     while at < limit and recorded[at] == now[at]:
         at += 1
     start = max(0, at - _CONTEXT)
+    if start:  # begin the excerpt at a word, not in the middle of one
+        space = recorded.find(" ", start, at)
+        start = space + 1 if space >= 0 else start
     lead = "…" if start else ""
 
     def excerpt(text: str) -> str:

@@ -18,34 +18,33 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from llm_cache.cache.key_generator import key_for, normalize_request_params
-from llm_cache.exchange import exchange_key
-from llm_cache.providers import PROVIDER_NAMES, get_provider
-from llm_cache.providers.base import Provider
-from llm_cache.wrapper.transport import match_endpoint
+from llm_cache.engine.exchange import exchange_key
+from llm_cache.providers import all_providers, match_path
+from llm_cache.providers.base import RouteMatch
 
-__all__ = ["Route", "comparable", "key_headers_for", "request_key", "route_of", "wants_stream"]
-
-Route = tuple[Provider, str]
+__all__ = ["comparable", "key_headers_for", "request_key", "route_of", "wants_stream"]
 
 
 @cache
 def _all_key_headers() -> tuple[str, ...]:
     names: list[str] = []
-    for provider_name in PROVIDER_NAMES:
-        for header in get_provider(provider_name).key_headers:
+    for provider in all_providers():
+        for header in provider.key_headers:
             if header not in names:
                 names.append(header)
     return tuple(names)
 
 
-def route_of(method: str, url: str, headers: dict[str, str]) -> Route | None:
-    """``(provider, endpoint)`` when the cache keys this request, else ``None``."""
-    return match_endpoint(method.upper(), urlsplit(url).path, "anthropic-version" in headers)
+def route_of(method: str, url: str, headers: dict[str, str]) -> RouteMatch | None:
+    """The provider route when the cache keys this request (a ``POST`` to a cached route)."""
+    if method.upper() != "POST":
+        return None
+    return match_path(urlsplit(url).path, headers)
 
 
-def key_headers_for(route: Route | None) -> tuple[str, ...]:
+def key_headers_for(route: RouteMatch | None) -> tuple[str, ...]:
     """Request headers worth recording: those that enter the key (lower-case names)."""
-    return route[0].key_headers if route is not None else _all_key_headers()
+    return route.provider.key_headers if route is not None else _all_key_headers()
 
 
 def request_key(request: dict[str, Any]) -> str:
@@ -56,7 +55,7 @@ def request_key(request: dict[str, Any]) -> str:
     body = request.get("body")
     route = route_of(method, url, headers)
     if route is not None and isinstance(body, dict):
-        return exchange_key(route[0], url, body, headers)
+        return exchange_key(route, url, body, headers)
     return key_for({"method": method, "url": url, "headers": headers, "content": _content(request)})
 
 
@@ -68,13 +67,13 @@ def comparable(request: dict[str, Any]) -> dict[str, Any]:
     route = route_of(method, url, headers)
     out: dict[str, Any] = {"method": method, "url": url}
     if route is not None:
-        headers = {h: headers[h] for h in route[0].key_headers if h in headers}
+        headers = {h: headers[h] for h in route.provider.key_headers if h in headers}
     if headers:
         out["headers"] = headers
     body = request.get("body")
     if route is not None and isinstance(body, dict):
         kept = normalize_request_params(body)
-        for name in route[0].excluded_fields:
+        for name in route.provider.excluded_fields_for(route.endpoint):
             kept.pop(name, None)
         out["body"] = kept
     else:
@@ -89,7 +88,7 @@ def wants_stream(request: dict[str, Any]) -> bool | None:
     body = request.get("body")
     if route is None or not isinstance(body, dict):
         return None
-    return route[0].is_stream_request(body)
+    return route.provider.wants_stream(route, body)
 
 
 def _content(request: dict[str, Any]) -> dict[str, Any]:

@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from llm_cache.exchange import render
-from llm_cache.providers.sse import parse_sse
+from llm_cache.engine.entry import Entry
+from llm_cache.engine.exchange import render
 from llm_cache.testing.cassette import Cassette, Interaction, response_bytes
 from llm_cache.testing.explain import MissContext, explain_miss
 from llm_cache.testing.matching import request_key, route_of, wants_stream
 from llm_cache.testing.modes import Mode
-from llm_cache.testing.payloads import sse_event_dict
+from llm_cache.testing.payloads import stream_chunks, stream_fields, stream_kind
 
 __all__ = ["CassetteMiss", "Player", "Slot"]
 
@@ -169,18 +169,18 @@ def _convert(
     if route is None or not isinstance(body, dict):
         return None
     content_type = str(response.get("content_type") or "")
-    data = response_bytes(response).decode("utf-8", "replace")
-    value = {"v": 1, "status": response["status"], "content_type": content_type}
-    value["stream" if "events" in response else "body"] = data
-    rendered = render(
-        value, want_stream=want_stream, provider=route[0], endpoint=route[1], request_body=body
-    )
+    entry = Entry(response["status"], content_type)
+    if "events" in response:
+        entry.frames = stream_chunks(stream_kind(content_type), response)
+    else:
+        entry.body = response_bytes(response)
+    rendered = render(entry, want_stream=want_stream, match=route, request_body=body)
     if rendered is None:
         return None
     new_type, payload = rendered
     converted: dict[str, Any] = {"status": response["status"], "content_type": new_type}
     if want_stream:
-        converted["events"] = [sse_event_dict(event) for event in parse_sse(payload)]
+        converted.update(stream_fields(stream_kind(new_type) or "sse", [payload]))
     else:
         converted["body"] = json.loads(payload)
     return converted

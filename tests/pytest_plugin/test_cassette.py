@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from llm_cache.engine.entry import ENTRY_FORMAT, Entry
 from llm_cache.testing.cassette import (
     FORMAT,
     Cassette,
@@ -138,7 +139,19 @@ def test_iter_entries_from_cassettes_yields_what_a_cache_stores(tmp_path: Path) 
     request, response = pairs[0]
     assert set(request) == {"method", "url", "headers", "body"}
     assert response == {"status": 200, "content_type": "application/json", "body": {"id": "one"}}
-    assert response_bytes(pairs[1][1]) == b'data: {"id":"s"}\n\ndata: [DONE]\n\n'
+    assert pairs[1][1]["events"] == [
+        {"t": 0.0, "data": 'data: {"id":"s"}\n\n'},
+        {"t": 0.0, "data": "data: [DONE]\n\n"},
+    ]
+    # the pairs are the cache's own export form: the engine reads them as entries
+    stored = [
+        Entry.from_export({"format": ENTRY_FORMAT, "request": req, "response": res})
+        for req, res in pairs
+    ]
+    assert json.loads(stored[0].payload) == {"id": "one"}
+    assert stored[1].frames == [b'data: {"id":"s"}\n\n', b"data: [DONE]\n\n"]
+    assert stored[1].payload == response_bytes(stream.response)
+    assert stored[0].request == request
     assert list(iter_entries_from_cassettes(tmp_path / "a" / "t1.json")) == pairs[:1]
     with pytest.raises(CassetteError, match="no such cassette folder"):
         list(iter_entries_from_cassettes(tmp_path / "nope"))
