@@ -149,6 +149,44 @@ def _extensions(response: Any) -> dict[str, Any]:
 # -- the patched methods -------------------------------------------------------------------
 
 
+def _replay_or_reserve(lib: ModuleType, player: Player, request: Any) -> Any:
+    """A replayed response, or the ``Slot`` that will record what the upstream sends."""
+    form, credentials = live_request(request)
+    answer = player.answer(form, credentials)
+    if answer is not None:
+        return _replayed(lib, request, answer)
+    return player.reserve(form)
+
+
+class _Forwarded:
+    """An upstream response on its way to the caller: what both handlers do with it."""
+
+    __slots__ = ("head", "headers", "kind", "lib", "request", "response", "slot")
+
+    def __init__(self, lib: ModuleType, request: Any, response: Any, slot: Slot) -> None:
+        self.lib, self.request, self.response, self.slot = lib, request, response, slot
+        self.headers, self.head = _recorded_head(response)
+        self.kind = stream_kind(self.head["content_type"])
+
+    def whole(self, content: bytes) -> Any:
+        """The response with its whole (decoded) body, recorded."""
+        self.slot.response = {**self.head, **body_fields(content, self.head["content_type"])}
+        return self._response(content=content)
+
+    def streamed(self, stream: Any) -> Any:
+        """The response streaming through a recording stream."""
+        return self._response(stream=stream)
+
+    def _response(self, **body: Any) -> Any:
+        return self.lib.Response(
+            self.head["status"],
+            headers=self.headers,
+            request=self.request,
+            extensions=_extensions(self.response),
+            **body,
+        )
+
+
 def _sync_handler(lib: ModuleType) -> Any:
     def make(original: Any) -> Any:
         def handle_request(self: Any, request: Any) -> Any:
@@ -156,35 +194,18 @@ def _sync_handler(lib: ModuleType) -> Any:
             if player is None:
                 return original(self, request)
             request.read()
-            form, credentials = live_request(request)
-            answer = player.answer(form, credentials)
-            if answer is not None:
-                return _replayed(lib, request, answer)
-            slot = player.reserve(form)
-            response = original(self, request)
-            headers, head = _recorded_head(response)
-            kind = stream_kind(head["content_type"])
-            if kind is None:
-                try:
-                    content = response.read()
-                finally:
-                    response.close()
-                slot.response = {**head, **body_fields(content, head["content_type"])}
-                return lib.Response(
-                    head["status"],
-                    headers=headers,
-                    content=content,
-                    request=request,
-                    extensions=_extensions(response),
+            slot = _replay_or_reserve(lib, player, request)
+            if not isinstance(slot, Slot):
+                return slot
+            sent = _Forwarded(lib, request, original(self, request), slot)
+            if sent.kind is not None:
+                return sent.streamed(
+                    _classes(lib).recording(sent.response, slot, sent.head, sent.kind)
                 )
-            stream = _classes(lib).recording(response, slot, head, kind)
-            return lib.Response(
-                head["status"],
-                headers=headers,
-                stream=stream,
-                request=request,
-                extensions=_extensions(response),
-            )
+            try:
+                return sent.whole(sent.response.read())
+            finally:
+                sent.response.close()
 
         return handle_request
 
@@ -198,35 +219,17 @@ def _async_handler(lib: ModuleType) -> Any:
             if player is None:
                 return await original(self, request)
             await request.aread()
-            form, credentials = live_request(request)
-            answer = player.answer(form, credentials)
-            if answer is not None:
-                return _replayed(lib, request, answer)
-            slot = player.reserve(form)
-            response = await original(self, request)
-            headers, head = _recorded_head(response)
-            kind = stream_kind(head["content_type"])
-            if kind is None:
-                try:
-                    content = await response.aread()
-                finally:
-                    await response.aclose()
-                slot.response = {**head, **body_fields(content, head["content_type"])}
-                return lib.Response(
-                    head["status"],
-                    headers=headers,
-                    content=content,
-                    request=request,
-                    extensions=_extensions(response),
-                )
-            stream = _classes(lib).async_recording(response, slot, head, kind)
-            return lib.Response(
-                head["status"],
-                headers=headers,
-                stream=stream,
-                request=request,
-                extensions=_extensions(response),
-            )
+            slot = _replay_or_reserve(lib, player, request)
+            if not isinstance(slot, Slot):
+                return slot
+            sent = _Forwarded(lib, request, await original(self, request), slot)
+            if sent.kind is not None:
+                stream = _classes(lib).async_recording(sent.response, slot, sent.head, sent.kind)
+                return sent.streamed(stream)
+            try:
+                return sent.whole(await sent.response.aread())
+            finally:
+                await sent.response.aclose()
 
         return handle_async_request
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from llm_cache.cache.key_generator import key_for, normalize_request_params
 from llm_cache.engine.exchange import exchange_key
@@ -65,7 +65,10 @@ def comparable(request: dict[str, Any]) -> dict[str, Any]:
     url = str(request["url"])
     headers = {str(k).lower(): str(v) for k, v in (request.get("headers") or {}).items()}
     route = route_of(method, url, headers)
-    out: dict[str, Any] = {"method": method, "url": url}
+    parts = urlsplit(url)
+    out: dict[str, Any] = {"method": method, "url": parts._replace(query="").geturl()}
+    if parts.query:  # one field per parameter, so the diff names the one that changed
+        out["query"] = dict(parse_qsl(parts.query, keep_blank_values=True))
     if route is not None:
         headers = {h: headers[h] for h in route.provider.key_headers if h in headers}
     if headers:

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from llm_cache.engine.exchange import CREDENTIAL_HEADERS
+from llm_cache.providers.base import CREDENTIAL_QUERY
+
 __all__ = [
     "CREDENTIAL_HEADERS",
     "CREDENTIAL_QUERY_PARAMS",
@@ -29,27 +32,13 @@ __all__ = [
     "is_credential_header",
 ]
 
-#: Request headers that carry credentials (SPEC "More providers"); never recorded.
-CREDENTIAL_HEADERS = frozenset(
-    {
-        "authorization",
-        "x-api-key",
-        "api-key",
-        "x-goog-api-key",
-        "proxy-authorization",
-        "cookie",
-        "x-amz-date",
-        "x-amz-security-token",
-        "x-amz-content-sha256",
-    }
-)
+#: Request headers that carry credentials (SPEC "More providers"): the engine's list, plus the
+#: ``amz-sdk-*`` family; never recorded.
 _CREDENTIAL_HEADER_PREFIXES = ("amz-sdk-",)
 
-#: Query parameters that carry credentials; removed from recorded URLs. ``key`` is the SPEC's
-#: (Gemini); the others are the usual spellings of the same thing.
-CREDENTIAL_QUERY_PARAMS = frozenset(
-    {"key", "api_key", "api-key", "apikey", "access_token", "token", "sig", "signature"}
-)
+#: Query parameters that carry credentials; removed from recorded URLs: the engine's list
+#: (``key`` is Gemini's) and the other usual spellings (OAuth tokens, Azure SAS signatures).
+CREDENTIAL_QUERY_PARAMS = CREDENTIAL_QUERY | {"apikey", "access_token", "token", "sig", "signature"}
 
 #: Shapes of provider API keys: (description, pattern). A leading letter, digit or dash rules a
 #: match out, so words such as ``task-…`` or ids such as ``chatcmpl-…`` never match; and the

@@ -88,3 +88,11 @@ def test_nearest_ignores_fields_outside_the_key() -> None:
     found = nearest(live, [request("hello")], position=0)
     assert found is not None
     assert [d.text for d in found[1]] == ["body.temperature: added (now 0.5)"]
+
+
+def test_query_parameters_are_compared_one_by_one() -> None:
+    live = {"method": "GET", "url": "https://h/v1/models?page=2&limit=10", "headers": {}}
+    recorded = {"method": "GET", "url": "https://h/v1/models?page=1&limit=10", "headers": {}}
+    found = nearest(live, [recorded], position=0)
+    assert found is not None
+    assert [d.text for d in found[1]] == ["query.page: '1' != '2'"]
