@@ -40,6 +40,7 @@ __all__ = ["LLMCacheCassette"]
 
 _MODE = pytest.StashKey[Mode]()
 _PLAYER = pytest.StashKey["Player"]()
+_TOTALS = pytest.StashKey[dict[str, int]]()
 _UNSAFE = re.compile(r"[^\w.\-\[\]=+,]")
 
 
@@ -110,9 +111,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "llm_cache: record this test's LLM calls (httpx/httpx2) once and replay them from a "
-        f"cassette; modes: {', '.join(MODES)} (--llm-cache-mode)",
+        "llm_cache(ignore_hosts=[...]): record this test's LLM calls (httpx/httpx2) once and "
+        f"replay them from a cassette; modes: {', '.join(MODES)} (--llm-cache-mode); requests "
+        "to ignore_hosts pass through untouched",
     )
+    config.stash[_TOTALS] = dict.fromkeys(("tests", "replayed", "recorded", "written"), 0)
     try:
         config.stash[_MODE] = resolve_mode(config.getoption("llm_cache_mode"), os.environ)
     except ValueError as exc:
@@ -124,6 +127,19 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if mode is None or mode.source == "default":
         return None
     return f"llm-cache: mode {mode.name} ({mode.source})"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """One line when tests used the plugin: what was replayed, recorded and written."""
+    totals = config.stash.get(_TOTALS, None)
+    if not totals or not totals["tests"]:
+        return
+    tests, written = totals["tests"], totals["written"]
+    terminalreporter.write_line(
+        f"llm-cache ({config.stash[_MODE].name}): {tests} test{'s' if tests != 1 else ''}, "
+        f"{totals['replayed']} answers replayed, {totals['recorded']} recorded, "
+        f"{written} cassette{'s' if written != 1 else ''} written"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -159,15 +175,19 @@ def llm_cache(request: pytest.FixtureRequest) -> Iterator[LLMCacheCassette]:
         rerecord=_command(item, config, "record"),
         add_missing=_command(item, config, "new"),
     )
-    player = Player(cassette, mode, context)
+    player = Player(cassette, mode, context, _ignored_hosts(item))
     item.stash[_PLAYER] = player
     activate(player)
     try:
         yield LLMCacheCassette(path, mode, player)
     finally:
         deactivate(player)
+    totals = config.stash[_TOTALS]
+    totals["tests"] += 1
+    totals["replayed"] += player.replayed
+    totals["recorded"] += len(player.recorded())
     try:
-        player.save(_test_id(item, config), _shown(path, config))
+        totals["written"] += player.save(_test_id(item, config), _shown(path, config))
     except CassetteError as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -194,6 +214,20 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
             "it is reported here.)"
         )
     return result
+
+
+def _ignored_hosts(item: pytest.Item) -> list[str]:
+    """``ignore_hosts`` of every ``llm_cache`` marker on the test, its class and module."""
+    hosts: list[str] = []
+    for marker in item.iter_markers("llm_cache"):
+        value = marker.kwargs.get("ignore_hosts", ())
+        if isinstance(value, str) or not all(isinstance(h, str) for h in value):
+            pytest.fail(
+                f"llm_cache(ignore_hosts=...) takes a list of host names, got {value!r}",
+                pytrace=False,
+            )
+        hosts.extend(value)
+    return hosts
 
 
 def _first_miss(player: Player) -> str:

@@ -191,7 +191,7 @@ def _sync_handler(lib: ModuleType) -> Any:
     def make(original: Any) -> Any:
         def handle_request(self: Any, request: Any) -> Any:
             player = _current()
-            if player is None:
+            if player is None or player.ignores(request.url.host):
                 return original(self, request)
             request.read()
             slot = _replay_or_reserve(lib, player, request)
@@ -216,7 +216,7 @@ def _async_handler(lib: ModuleType) -> Any:
     def make(original: Any) -> Any:
         async def handle_async_request(self: Any, request: Any) -> Any:
             player = _current()
-            if player is None:
+            if player is None or player.ignores(request.url.host):
                 return await original(self, request)
             await request.aread()
             slot = _replay_or_reserve(lib, player, request)

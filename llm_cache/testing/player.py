@@ -57,10 +57,18 @@ class Slot:
 class Player:
     """The state of one test under the plugin."""
 
-    def __init__(self, cassette: Cassette, mode: Mode, context: MissContext) -> None:
+    def __init__(
+        self,
+        cassette: Cassette,
+        mode: Mode,
+        context: MissContext,
+        ignore_hosts: Iterable[str] = (),
+    ) -> None:
         self.cassette = cassette
         self.mode = mode
         self.context = context
+        #: Hosts whose requests pass through untouched (a local service the test talks to).
+        self.ignore_hosts = frozenset(h.lower() for h in ignore_hosts)
         self._replays = mode.replays(cassette.exists)
         self._records = mode.records(cassette.exists)
         self._lock = threading.Lock()
@@ -73,6 +81,9 @@ class Player:
         self.replayed = 0
 
     # -- answering ------------------------------------------------------------------------
+
+    def ignores(self, host: str) -> bool:
+        return host.lower() in self.ignore_hosts
 
     def answer(self, request: dict[str, Any], credentials: Iterable[str]) -> dict[str, Any] | None:
         """A recorded answer for ``request``, or ``None`` when it must go upstream.

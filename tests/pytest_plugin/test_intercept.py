@@ -58,11 +58,11 @@ def server() -> Iterator[str]:
 class Session:
     """One simulated test: a player over a cassette path, active inside ``with``."""
 
-    def __init__(self, path: Path, mode: str) -> None:
+    def __init__(self, path: Path, mode: str, ignore_hosts: tuple[str, ...] = ()) -> None:
         cassette = Cassette.load(path)
         self.mode = Mode(mode, "from the test")
         context = MissContext(cassette, str(path), self.mode, "pytest x --rec", "pytest x --new")
-        self.player = Player(cassette, self.mode, context)
+        self.player = Player(cassette, self.mode, context, ignore_hosts)
 
     def __enter__(self) -> Player:
         activate(self.player)
@@ -169,3 +169,11 @@ def test_nothing_is_intercepted_outside_a_test(server: str, tmp_path: Path) -> N
         originals
     )
     assert httpx.get(f"{server}/gz").json() == {"zipped": True}  # reaches the network again
+
+
+def test_ignored_hosts_pass_through_in_every_mode(server: str, tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    with Session(path, "replay", ignore_hosts=("127.0.0.1",)) as player, httpx2.Client() as c:
+        assert c.get(f"{server}/gz").json() == {"zipped": True}  # no cassette, yet no miss
+        assert player.requests == 0 and player.misses == []
+    assert not path.exists()

@@ -36,6 +36,9 @@ def test_record_once_then_replay_with_the_upstream_stopped(sandbox: Sandbox) -> 
     assert recorded_calls == 13, [r.path for r in sandbox.upstream.fake.requests]
     for name in SDK_TESTS:
         assert sandbox.cassette(name.replace("::", ".")).exists(), name
+    assert "llm-cache (once): 10 tests, 0 answers replayed, 13 recorded, 10 cassettes written" in (
+        first.output
+    )
     assert first.results["test_fixture"]["mode"] == "once"
     assert first.results["test_fixture"]["recorded"] == 1
     assert first.results["test_fixture"]["replayed"] == 0
@@ -44,6 +47,9 @@ def test_record_once_then_replay_with_the_upstream_stopped(sandbox: Sandbox) -> 
     second = sandbox.run(tests=SDK_TESTS, env={"CI": "true"})
     second.assert_passed()
     assert "warning" not in second.output, second.output
+    assert "llm-cache (replay): 10 tests, 13 answers replayed, 0 recorded, 0 cassettes written" in (
+        second.output
+    )
     assert second.results["test_fixture"]["mode"] == "replay"
     assert second.results["test_fixture"]["replayed"] == 1
     assert second.results["test_fixture"]["recorded"] == 0
@@ -188,14 +194,16 @@ def test_a_recorded_full_answer_replays_to_a_streaming_request(sandbox: Sandbox)
 def test_a_swallowed_miss_still_fails_and_unmarked_tests_are_left_alone(
     sandbox: Sandbox,
 ) -> None:
-    run = sandbox.run(tests=("test_swallows_errors", "test_unmarked"), env={"CI": "true"})
+    run = sandbox.run(
+        tests=("test_swallows_errors", "test_unmarked", "test_ignored_host"), env={"CI": "true"}
+    )
     assert run.returncode == 1
-    assert "1 failed, 1 passed" in run.output
+    assert "1 failed, 2 passed" in run.output
     assert "The cassette does not exist: this test was never recorded." in run.output
     assert "The code under test caught this failure" in run.output
     assert "test_swallows_errors" in run.results  # it did swallow the miss and go on
-    assert "test_unmarked" in run.results
-    assert sandbox.upstream.fake.request_count == 1  # the unmarked test's own call
+    assert "test_unmarked" in run.results and "test_ignored_host" in run.results
+    assert sandbox.upstream.fake.request_count == 2  # the unmarked and the ignored-host calls
     assert not sandbox.cassettes.exists()
 
 

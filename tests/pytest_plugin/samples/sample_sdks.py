@@ -151,6 +151,13 @@ def test_langchain() -> None:
     )
 
 
+@pytest.mark.llm_cache(ignore_hosts=["127.0.0.1"])
+def test_ignored_host() -> None:
+    """Requests to an ignored host (here: the upstream itself) pass through untouched."""
+    answer = openai_client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    report("test_ignored_host", id=answer.id)
+
+
 def test_unmarked() -> None:
     """No marker, no fixture: the plugin stays out of the way (the upstream is called)."""
     answer = openai_client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
