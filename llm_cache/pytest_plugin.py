@@ -41,6 +41,7 @@ __all__ = ["LLMCacheCassette"]
 _MODE = pytest.StashKey[Mode]()
 _PLAYER = pytest.StashKey["Player"]()
 _TOTALS = pytest.StashKey[dict[str, int]]()
+_OWNERS = pytest.StashKey[dict[Path, Path]]()
 _UNSAFE = re.compile(r"[^\w.\-\[\]=+,]")
 
 
@@ -237,11 +238,25 @@ def _first_miss(player: Player) -> str:
 
 
 def cassette_path(item: pytest.Item, config: pytest.Config) -> Path:
-    """``<test folder>/cassettes/<module>/<test>.json``, or under ``--llm-cache-dir``."""
+    """``<test folder>/cassettes/<module>/<test>.json``, or under ``--llm-cache-dir``.
+
+    Under one ``--llm-cache-dir``, two test files of the same name (``a/test_x.py`` and
+    ``b/test_x.py``) would share a folder and mix their cassettes: that fails the test.
+    """
     test_file = Path(str(item.path))
     folder = config.getoption("llm_cache_dir")
     base = Path(config.invocation_params.dir, folder) if folder else test_file.parent / "cassettes"
-    return base / test_file.stem / (_test_name(item) + ".json")
+    module_folder = base / test_file.stem
+    owners = config.stash.setdefault(_OWNERS, {})
+    owner = owners.setdefault(module_folder, test_file)
+    if owner != test_file:
+        pytest.fail(
+            f"llm-cache: {_shown(test_file, config)} and {_shown(owner, config)} would both keep "
+            f"their cassettes in {_shown(module_folder, config)}; give the test files different "
+            "names or record them without --llm-cache-dir",
+            pytrace=False,
+        )
+    return module_folder / (_test_name(item) + ".json")
 
 
 def _test_name(item: pytest.Item) -> str:

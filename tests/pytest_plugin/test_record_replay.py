@@ -9,7 +9,11 @@ upstream call, must equal the recorded ones.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
+from pathlib import Path
 
 from tests.pytest_plugin.conftest import API_KEY, Sandbox
 
@@ -237,3 +241,27 @@ def test_options_dir_off_and_record(sandbox: Sandbox) -> None:
     new_id = json.loads(path.read_text())["interactions"][0]["response"]["body"]["id"]
     assert new_id == record.results["test_openai_chat"]["id"] != first_id
     assert sandbox.upstream.fake.request_count == 3  # off, first record, re-record
+
+
+def test_two_test_files_of_one_name_never_share_a_cassette_folder(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "test_same.py").write_text(
+            "import pytest\n\n\n@pytest.mark.llm_cache\ndef test_it():\n    pass\n"
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_CACHE_", "PYTEST_"))}
+    options = ["--import-mode=importlib", "-p", "no:cacheprovider", "--llm-cache-dir=recs"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *options, "-p", "no:hypothesispytest", "-q", "a", "b"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "1 passed, 1 error" in done.stdout, done.stdout + done.stderr
+    assert (
+        "llm-cache: b/test_same.py and a/test_same.py would both keep their cassettes in "
+        "recs/test_same"
+    ) in done.stdout
