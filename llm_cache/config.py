@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 ENV_PREFIX = "LLM_CACHE_"
 BACKENDS = ("sqlite", "redis", "memory")
 MODES = ("readwrite", "readonly", "offline", "record", "off")
-SECRET_FIELDS = frozenset({"redis_password", "admin_token"})
+SECRET_FIELDS = frozenset({"redis_password", "admin_token", "secret"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -130,6 +130,9 @@ class Config:
     # -- engine limits (issue 8/9) --
     upstream_read_timeout: float = 600.0
     max_body_bytes: int = 32 * 1024 * 1024
+    # -- tenants (issue 15) --
+    isolate_by: str = "none"
+    secret: str | None = field(default=None, repr=False)
 
     def __init__(
         self,
@@ -210,6 +213,10 @@ class Config:
                 self.upstream_read_timeout = read_timeout
         if (v := get("MAX_BODY_BYTES")) is not None:
             self.max_body_bytes = _parse_int(p + "MAX_BODY_BYTES", v, 1)
+        if (v := get("ISOLATE_BY")) is not None:
+            self.isolate_by = v.lower() or "none"
+        if v := get("SECRET"):
+            self.secret = v
         if (v := get("MEMORY_TIER_SIZE")) is not None:
             self.memory_tier_size = _parse_int(p + "MEMORY_TIER_SIZE", v, 0)
         if v := get("MEMORY_TIER_TTL"):
@@ -239,6 +246,8 @@ class Config:
         )
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError(f"{p}LOG_LEVEL must be a logging level name, got {self.log_level!r}")
+        if self.isolate_by not in ("none", "api_key"):
+            raise ValueError(f"{p}ISOLATE_BY must be none or api_key, got {self.isolate_by!r}")
         if self.memory_tier_size < 0:
             raise ValueError(f"{p}MEMORY_TIER_SIZE must be at least 0, got {self.memory_tier_size}")
         if not self.memory_tier_ttl > 0:
@@ -263,6 +272,11 @@ class Config:
             out[f.name] = value
         if self.redis_url:
             out["redis_url"] = _mask_url_password(self.redis_url)
+        # An upstream URL may carry a password (https://user:secret@host) or a query key.
+        for name, value in list(out.items()):
+            if name.endswith("_base_url") and isinstance(value, str):
+                out[name] = _mask_url_password(value)
+        out["upstreams"] = {k: _mask_url_password(v) for k, v in self.upstreams.items()}
         return out
 
     def get_storage(self) -> CacheStorage:
@@ -295,7 +309,13 @@ class Config:
 
 def _mask_url_password(url: str) -> str:
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    if parts.password is not None:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        parts = parts._replace(netloc=netloc)
+    if parts.query:
+        query = "&".join(
+            f"{k}=***" if k.lower() in ("key", "api_key", "api-key") else f"{k}={v}"
+            for k, _, v in (item.partition("=") for item in parts.query.split("&"))
+        )
+        parts = parts._replace(query=query)
+    return parts.geturl()

@@ -13,6 +13,7 @@ unescaping a body kept as a JSON string::
 
 from __future__ import annotations
 
+import json
 import struct
 import threading
 from typing import Any
@@ -50,6 +51,15 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     if d is None:
         d = _local.d = zstandard.ZstdDecompressor()
     return d
+
+
+def dumps_exact(value: Any) -> bytes:
+    """Compact JSON bytes; the exact standard library for what orjson refuses (ints past 64
+    bits), so no request the proxy accepted is ever refused or altered when re-serialized."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def encode_value(value: dict[str, Any]) -> bytes:

@@ -549,6 +549,25 @@ class SQLiteStorage(CacheStorage):
     async def aget_size(self) -> int:
         return await asyncio.to_thread(self.get_size)
 
+    def get_or_create_secret(self) -> bytes:
+        """The server secret, kept in the cache file (table ``llm_cache_secret``)."""
+
+        def read_or_create(conn: sqlite3.Connection) -> bytes:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS llm_cache_secret"
+                " (id INTEGER PRIMARY KEY CHECK (id = 1), value BLOB NOT NULL)"
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO llm_cache_secret (id, value) VALUES (1, ?)",
+                (secrets.token_bytes(32),),
+            )
+            return bytes(conn.execute("SELECT value FROM llm_cache_secret").fetchone()[0])
+
+        return self._write(read_or_create)
+
+    async def aget_or_create_secret(self) -> bytes:
+        return await self._off_loop(self.get_or_create_secret)
+
     def flush(self) -> None:
         """Write pending recency and counters now (also done on ``close()``)."""
         self._write(lambda conn: None)

@@ -24,7 +24,12 @@ from typing import Any
 
 import orjson
 
-from llm_cache.cache.codec import CorruptValueError, decode_entry_parts, encode_entry_parts
+from llm_cache.cache.codec import (
+    CorruptValueError,
+    decode_entry_parts,
+    dumps_exact,
+    encode_entry_parts,
+)
 
 __all__ = ["ENTRY_FORMAT", "ENTRY_VERSION", "Entry"]
 
@@ -96,7 +101,7 @@ class Entry:
     def encode(self) -> bytes:
         request = self._request_raw
         if request is None:
-            request = orjson.dumps(self.request) if self.request is not None else b""
+            request = dumps_exact(self.request) if self.request is not None else b""
         return encode_entry_parts(self.meta(), request, self.payload)
 
     @classmethod

@@ -131,7 +131,12 @@ class CacheEngine:
         metadata: EntryMetadata | dict[str, Any] | None = None,
     ) -> bool:
         """Store an HTTP entry; ``False`` (logged) when the backend failed."""
-        return await self.store_bytes(key, entry.encode(), ttl=ttl, metadata=metadata)
+        try:
+            data = entry.encode()
+        except (TypeError, ValueError) as exc:  # a request that cannot be kept as JSON
+            logger.warning("not storing %s: %s", key[:16], exc)
+            return False
+        return await self.store_bytes(key, data, ttl=ttl, metadata=metadata)
 
     async def store_bytes(
         self,

@@ -16,6 +16,7 @@ recorded without the usage chunk cannot answer ``include_usage: true``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -48,6 +49,15 @@ class OpenAIProvider(ProviderSpec):
     passthrough_prefixes = ("/",)
     #: ``OpenAI-Beta`` switches API behaviour (e.g. ``assistants=v2``), so it changes answers.
     key_headers = ("openai-beta",)
+
+    def batch_items(self, endpoint: str, body: Mapping[str, Any]) -> list[Any] | None:
+        """A list ``input`` of strings (or of token lists) is embedded item by item."""
+        items = body.get("input") if endpoint == EMBEDDINGS else None
+        if not isinstance(items, list) or not items:
+            return None
+        if all(isinstance(i, str) for i in items) or all(isinstance(i, list) for i in items):
+            return items
+        return None  # a list of token ids is one input, not a batch
 
     # ------------------------------------------------------------------ stream state
     def stream_finished(self, endpoint: str, events: list[SSEEvent]) -> bool:

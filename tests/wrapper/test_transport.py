@@ -127,8 +127,12 @@ def test_stream_miss_streams_and_is_replayed(upstream: Upstream, storage: Memory
 def test_stream_closed_early_is_not_stored(upstream: Upstream, storage: MemoryStorage) -> None:
     client = openai_client(upstream, storage)
     args: dict[str, Any] = {"model": MODEL, "messages": chat("one two three four"), "stream": True}
-    with client.chat.completions.create(**args) as stream:
+    # Slow chunks: the client closes long before the upstream finishes (a stream whose end
+    # marker already arrived is complete, and may be stored even if the client closes then).
+    slow = {"x-fake-chunk-delay-ms": "100"}
+    with client.chat.completions.create(**args, extra_headers=slow) as stream:
         next(iter(stream))
+    time.sleep(0.3)
     assert storage.get_size() == 0
     list(client.chat.completions.create(**args))
     list(client.chat.completions.create(**args))
