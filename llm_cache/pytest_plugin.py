@@ -203,7 +203,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 
     try:
         result = yield
-    except CassetteMiss:
+    except (CassetteMiss, KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:
         if player.misses:
@@ -233,7 +233,10 @@ def _ignored_hosts(item: pytest.Item) -> list[str]:
 
 def _first_miss(player: Player) -> str:
     more = len(player.misses) - 1
-    suffix = f"\n\n({more} more request{'s' if more != 1 else ''} of this test also had none.)"
+    suffix = (
+        f"\n\n({more} more request{'s' if more != 1 else ''} of this test also had no "
+        "recorded answer.)"
+    )
     return player.misses[0] + (suffix if more else "")
 
 
