@@ -76,7 +76,7 @@ def explain_miss(live: dict[str, Any], context: MissContext, position: int, repl
         "llm-cache: this request has no recorded answer, and the mode does not allow calling "
         "the upstream.",
         "",
-        f"  request:   {live['method']} {live['url']}",
+        f"  request:   {live['method']} {live['url']} (request {position + 1} of this test)",
         f"  cassette:  {context.cassette_label}",
         f"  mode:      {context.mode.describe(cassette.exists)}",
     ]
@@ -90,23 +90,7 @@ def explain_miss(live: dict[str, Any], context: MissContext, position: int, repl
             f"  recorded:  {count} interaction{'s' if count != 1 else ''}, "
             f"{replayed} replayed so far in this run"
         )
-        found = nearest(live, recorded, position)
-        if found is not None:
-            index, differences = found
-            other = recorded[index]
-            lines += [
-                "",
-                f"Nearest recorded request: #{index + 1} ({other['method']} {other['url']})",
-            ]
-            if differences:
-                count = len(differences)
-                lines.append(
-                    f"It differs in {count} field{'s' if count != 1 else ''} "
-                    "(recorded != this request):"
-                )
-                lines += [f"  {line}" for line in format_differences(differences)]
-            else:
-                lines.append("It matches this request (the answer recorded for it is unusable).")
+        lines += ["", *_nearest_lines(live, recorded, position)]
     lines += [
         "",
         "To re-record this test (calls the real API):",
@@ -115,3 +99,34 @@ def explain_miss(live: dict[str, Any], context: MissContext, position: int, repl
         f"  {context.add_missing}",
     ]
     return "\n".join(lines)
+
+
+def _endpoint(request: dict[str, Any]) -> tuple[str, str]:
+    target = comparable(request)
+    return target["method"], target["url"]
+
+
+def _nearest_lines(
+    live: dict[str, Any], recorded: list[dict[str, Any]], position: int
+) -> list[str]:
+    found = nearest(live, recorded, position)
+    assert found is not None  # ``recorded`` is not empty
+    index, differences = found
+    other = recorded[index]
+    if _endpoint(other) != _endpoint(live):
+        # A field diff against another endpoint's request would be noise: list what there is.
+        counts: dict[tuple[str, str], int] = {}
+        for request in recorded:
+            counts[_endpoint(request)] = counts.get(_endpoint(request), 0) + 1
+        return [
+            "No recorded request goes to this endpoint. The cassette has:",
+            *(f"  {method} {url} ({n} recorded)" for (method, url), n in counts.items()),
+        ]
+    lines = [f"Nearest recorded request: #{index + 1} ({other['method']} {other['url']})"]
+    if not differences:
+        return [*lines, "It matches this request (the answer recorded for it is unusable)."]
+    count = len(differences)
+    lines.append(
+        f"It differs in {count} field{'s' if count != 1 else ''} (recorded != this request):"
+    )
+    return lines + [f"  {line}" for line in format_differences(differences)]

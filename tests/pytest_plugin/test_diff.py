@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from llm_cache.testing.cassette import Cassette, Interaction
 from llm_cache.testing.diff import diff, format_differences
-from llm_cache.testing.explain import nearest
+from llm_cache.testing.explain import MissContext, explain_miss, nearest
+from llm_cache.testing.modes import Mode
 
 
 def lines(recorded: object, now: object) -> list[str]:
@@ -96,3 +100,24 @@ def test_query_parameters_are_compared_one_by_one() -> None:
     found = nearest(live, [recorded], position=0)
     assert found is not None
     assert [d.text for d in found[1]] == ["query.page: '1' != '2'"]
+
+
+def test_a_request_to_an_endpoint_never_recorded_lists_what_is_recorded() -> None:
+    chat = request("hello")
+    embeddings = {
+        "method": "POST",
+        "url": "https://api.openai.com/v1/embeddings",
+        "headers": {},
+        "body": {"model": "text-embedding-3-small", "input": "hello"},
+    }
+    cassette = Cassette(Path("c.json"), [Interaction(chat, {"status": 200})] * 2, exists=True)
+    mode = Mode("replay", "default under CI=true")
+    context = MissContext(cassette, "cassettes/t/test_x.json", mode, "pytest a", "pytest b")
+    text = explain_miss(embeddings, context, position=2, replayed=2)
+    assert "  request:   POST https://api.openai.com/v1/embeddings (request 3 of this test)" in text
+    assert "  recorded:  2 interactions, 2 replayed so far in this run" in text
+    assert (
+        "No recorded request goes to this endpoint. The cassette has:\n"
+        "  POST https://api.openai.com/v1/chat/completions (2 recorded)"
+    ) in text
+    assert "differs" not in text
