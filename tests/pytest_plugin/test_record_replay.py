@@ -35,12 +35,12 @@ def test_record_once_then_replay_with_the_upstream_stopped(sandbox: Sandbox) -> 
     first = sandbox.run(tests=SDK_TESTS)
     first.assert_passed()
     recorded_calls = sandbox.upstream.fake.request_count
-    # one upstream call per request: 1+1+1+1 (sync SDKs), 2+1 (async), 2 (httpx), 2 (LangChain),
-    # 1 (class), 1 (fixture)
-    assert recorded_calls == 13, [r.path for r in sandbox.upstream.fake.requests]
+    # one upstream call per request: 1+1+1+1 (sync SDKs), 2+3+1 (async, 3 of them concurrent),
+    # 2 (httpx), 2 (LangChain), 1 (class), 1 (fixture)
+    assert recorded_calls == 16, [r.path for r in sandbox.upstream.fake.requests]
     for name in SDK_TESTS:
         assert sandbox.cassette(name.replace("::", ".")).exists(), name
-    assert "llm-cache (once): 10 tests, 0 answers replayed, 13 recorded, 10 cassettes written" in (
+    assert "llm-cache (once): 10 tests, 0 answers replayed, 16 recorded, 10 cassettes written" in (
         first.output
     )
     assert first.results["test_fixture"]["mode"] == "once"
@@ -51,7 +51,7 @@ def test_record_once_then_replay_with_the_upstream_stopped(sandbox: Sandbox) -> 
     second = sandbox.run(tests=SDK_TESTS, env={"CI": "true"})
     second.assert_passed()
     assert "warning" not in second.output, second.output
-    assert "llm-cache (replay): 10 tests, 13 answers replayed, 0 recorded, 0 cassettes written" in (
+    assert "llm-cache (replay): 10 tests, 16 answers replayed, 0 recorded, 0 cassettes written" in (
         second.output
     )
     assert second.results["test_fixture"]["mode"] == "replay"

@@ -8,6 +8,7 @@ changes the user prompt, ``SAMPLE_EXTRA=1`` makes ``test_openai_chat`` ask a sec
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -98,7 +99,26 @@ async def test_async_openai() -> None:
         model="gpt-4o-mini", messages=MESSAGES, stream=True
     )
     chunks = [c async for c in stream if c.choices]
-    report("test_async_openai", id=answer.id, stream_id=chunks[0].id, chunks=len(chunks))
+    # concurrent calls: recorded in the order they start, each replayed by its own key
+    questions = [f"Question {n}?" for n in range(3)]
+    answers = await asyncio.gather(
+        *(
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": q}]
+            )
+            for q in questions
+        )
+    )
+    assert all(
+        q in (a.choices[0].message.content or "") for q, a in zip(questions, answers, strict=True)
+    )
+    report(
+        "test_async_openai",
+        id=answer.id,
+        stream_id=chunks[0].id,
+        chunks=len(chunks),
+        concurrent=[a.id for a in answers],
+    )
 
 
 @pytest.mark.llm_cache
