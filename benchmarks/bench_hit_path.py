@@ -23,8 +23,8 @@ import orjson
 
 sys.path.insert(0, os.getcwd())
 
-from llm_cache.config import Config  # noqa: E402
-from llm_cache.proxy.server import create_app  # noqa: E402
+from llm_cache.config import Config
+from llm_cache.proxy.server import create_app
 
 BODY = orjson.dumps(
     {

@@ -20,6 +20,8 @@ ENV_PREFIX = "LLM_CACHE_"
 BACKENDS = ("sqlite", "redis", "memory")
 MODES = ("readwrite", "readonly", "offline", "record", "off")
 SECRET_FIELDS = frozenset({"redis_password", "admin_token", "secret"})
+#: The original project's nested ``to_dict()`` sections.
+_SECTIONS = frozenset({"sqlite", "redis", "proxy"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -56,12 +58,13 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
-def _parse_int(name: str, raw: str, minimum: int) -> int:
+def _parse_int(name: str, raw: str, minimum: int | None) -> int:
+    """An integer setting; ``minimum=None`` leaves the range check to ``_validate``."""
     try:
         value = int(raw.strip())
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
 
@@ -127,6 +130,13 @@ class Config:
     memory_tier_size: int = 0
     memory_tier_ttl: float = 5.0
     flight_lock_ttl: float = 60.0
+    # More providers (SPEC round 2). None: the provider is not served until it is set.
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    ollama_base_url: str = "http://127.0.0.1:11434"
+    cohere_base_url: str = "https://api.cohere.com"
+    azure_openai_base_url: str | None = None
+    bedrock_base_url: str | None = None  # default: from aws_region
+    aws_region: str | None = None
     # -- engine limits (issue 8/9) --
     upstream_read_timeout: float = 600.0
     max_body_bytes: int = 32 * 1024 * 1024
@@ -178,13 +188,19 @@ class Config:
         if (v := get("REDIS_CLUSTER")) is not None:
             self.redis_cluster = _parse_bool(p + "REDIS_CLUSTER", v)
         if (v := get("MAX_SIZE")) is not None:
-            self.max_size = _parse_int(p + "MAX_SIZE", v, 1)
+            self.max_size = _parse_int(p + "MAX_SIZE", v, None)
         if (v := get("TTL")) is not None:
             self.ttl = _parse_ttl(p + "TTL", v)
         if v := get("PROXY_HOST"):
             self.proxy_host = v
         if (v := get("PROXY_PORT")) is not None:
-            self.proxy_port = _parse_int(p + "PROXY_PORT", v, 0)
+            try:
+                self.proxy_port = int(v)
+            except ValueError:
+                raise ValueError(
+                    f"Invalid {p}PROXY_PORT: {v!r}. Must be a whole number between 0 and 65535 "
+                    "(0 picks a free port)"
+                ) from None
         if v := get("OPENAI_BASE_URL"):
             self.openai_base_url = v
         if v := get("ANTHROPIC_BASE_URL"):
@@ -223,19 +239,38 @@ class Config:
             tier_ttl = _parse_ttl(p + "MEMORY_TIER_TTL", v)
             if tier_ttl is not None:
                 self.memory_tier_ttl = tier_ttl
+        self._load_provider_settings(env, get)
+
+    def _load_provider_settings(self, env: Mapping[str, str], get: Any) -> None:
+        """Upstreams of the round-2 providers; the AWS region falls back to AWS's own."""
+        for name in ("GEMINI", "OLLAMA", "COHERE", "AZURE_OPENAI", "BEDROCK"):
+            if v := get(f"{name}_BASE_URL"):
+                setattr(self, f"{name.lower()}_base_url", v)
+        region = get("AWS_REGION") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        if region and region.strip():
+            self.aws_region = region.strip()
 
     def _validate(self) -> None:
         p = ENV_PREFIX
+        # The first words of these three are the original project's (users match on them).
         if self.backend not in BACKENDS:
             raise ValueError(
-                f"{p}BACKEND must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
+                f"Invalid {p}BACKEND: {self.backend!r}. Must be one of {', '.join(BACKENDS)}"
+            )
+        if not isinstance(self.max_size, int) or self.max_size <= 0:
+            raise ValueError(
+                f"{p}MAX_SIZE must be positive, got {self.max_size!r} "
+                "(the most entries kept, at least 1)"
+            )
+        if not isinstance(self.proxy_port, int) or not 0 <= self.proxy_port <= 65535:
+            raise ValueError(
+                f"Invalid {p}PROXY_PORT: {self.proxy_port!r}. Must be between 0 and 65535 "
+                "(0 picks a free port)"
             )
         if self.mode not in MODES:
             raise ValueError(f"{p}MODE must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.redis_url:
             self.redis_url = _check_url(p + "REDIS_URL", self.redis_url, ("redis", "rediss"))
-        if self.proxy_port > 65535:
-            raise ValueError(f"{p}PROXY_PORT must be at most 65535, got {self.proxy_port}")
         if self.redis_port > 65535:
             raise ValueError(f"{p}REDIS_PORT must be at most 65535, got {self.redis_port}")
         self.openai_base_url = _check_url(
@@ -255,13 +290,34 @@ class Config:
                 f"{p}MEMORY_TIER_TTL must be a positive number of seconds, "
                 f"got {self.memory_tier_ttl!r}"
             )
+        self._validate_provider_settings()
+
+    def _validate_provider_settings(self) -> None:
+        p = ENV_PREFIX
+        for name in ("gemini", "ollama", "cohere", "azure_openai", "bedrock"):
+            attr = f"{name}_base_url"
+            value = getattr(self, attr)
+            if value is not None:
+                setattr(self, attr, _check_url(p + attr.upper(), value, ("http", "https")))
+        if self.aws_region is not None and not all(
+            c.isalnum() or c == "-" for c in self.aws_region
+        ):
+            raise ValueError(f"{p}AWS_REGION must look like us-east-1, got {self.aws_region!r}")
+        if self.bedrock_base_url is None and self.aws_region:
+            self.bedrock_base_url = f"https://bedrock-runtime.{self.aws_region}.amazonaws.com"
 
     def __repr__(self) -> str:
         """Like the dataclass repr, but from ``to_dict()``: no secret ever reaches a log line."""
-        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+        items = self.to_dict().items()
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in items if k not in _SECTIONS) + ")"
 
     def to_dict(self) -> dict[str, Any]:
-        """All settings, with secrets (and a password inside the Redis URL) shown as ``***``."""
+        """All settings, with secrets (and a password inside the Redis URL) shown as ``***``.
+
+        Also the original project's nested sections, which its users read:
+        ``{"sqlite": {"path"}, "redis": {"host", "port", "db", "password"},
+        "proxy": {"host", "port"}}``.
+        """
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -277,6 +333,14 @@ class Config:
             if name.endswith("_base_url") and isinstance(value, str):
                 out[name] = _mask_url_password(value)
         out["upstreams"] = {k: _mask_url_password(v) for k, v in self.upstreams.items()}
+        out["sqlite"] = {"path": self.sqlite_path}
+        out["redis"] = {
+            "host": self.redis_host,
+            "port": self.redis_port,
+            "db": self.redis_db,
+            "password": "***" if self.redis_password else None,
+        }
+        out["proxy"] = {"host": self.proxy_host, "port": self.proxy_port}
         return out
 
     def get_storage(self) -> CacheStorage:

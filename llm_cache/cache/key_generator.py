@@ -32,15 +32,18 @@ _TAGGED_MARK = b"T"
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson encodes natively
 
 
-def normalize_request_params(request: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the request without the fields that never enter a key.
+def normalize_request_params(
+    request: Mapping[str, Any], excluded: frozenset[str] = EXCLUDED_FIELDS
+) -> dict[str, Any]:
+    """Return the request without the fields that never enter a key: ``excluded`` (by default
+    ``EXCLUDED_FIELDS``; a provider passes its own per endpoint), credentials, our controls.
 
     Only top-level fields are dropped: a nested ``user`` (say, inside a tool schema) is content.
     """
     return {
         k: v
         for k, v in request.items()
-        if k not in EXCLUDED_FIELDS
+        if k not in excluded
         and k.lower() not in CREDENTIAL_FIELDS
         and not k.startswith(CONTROL_PREFIX)
     }

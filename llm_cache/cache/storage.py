@@ -148,6 +148,7 @@ class CacheStorage(ABC):
             "max_size": self.max_size,
             "hits": hits,
             "misses": misses,
+            "total_requests": hits + misses,  # the original project's name, kept for its users
             "hit_rate": hit_rate_percent(hits, misses),
         }
 

@@ -134,9 +134,8 @@ def exchange_key(
     """
     provider = match.provider
     base, _, query = url.partition("?")
-    kept = normalize_request_params(body)
-    for name in provider.excluded_fields_for(match.endpoint):
-        kept.pop(name, None)
+    excluded = provider.excluded_fields_for(match.endpoint)
+    kept = provider.key_body(match.endpoint, normalize_request_params(body, excluded))
     material: dict[str, Any] = {
         "origin": _origin(base),
         "prefix": match.prefix,
