@@ -33,8 +33,8 @@ API_KEY = "sk-proj-" + secrets.token_hex(24)
 class UpstreamServer:
     """A simulated upstream running until ``stop()`` (or the end of the test)."""
 
-    def __init__(self) -> None:
-        self.fake: FakeUpstream = create_fake_upstream()
+    def __init__(self, fake: Any = None) -> None:
+        self.fake: FakeUpstream = fake if fake is not None else create_fake_upstream()
         self._stack = ExitStack()
         self.url: str = self._stack.enter_context(run_server(self.fake.app))
 
@@ -64,11 +64,13 @@ class Run:
 class Sandbox:
     """A folder holding a user's test module, and ``run`` to run pytest on it."""
 
-    def __init__(self, root: Path, upstream: UpstreamServer) -> None:
+    def __init__(
+        self, root: Path, upstream: UpstreamServer, sample: str = "sample_sdks.py"
+    ) -> None:
         self.root = root
         self.upstream = upstream
         self.test_file = root / "test_app.py"
-        shutil.copy(SAMPLES / "sample_sdks.py", self.test_file)
+        shutil.copy(SAMPLES / sample, self.test_file)
         self.cassettes = root / "cassettes" / "test_app"
 
     def cassette(self, test: str) -> Path:
