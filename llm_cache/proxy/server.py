@@ -49,6 +49,7 @@ from llm_cache.proxy.http import (
 )
 from llm_cache.proxy.management import admin_credential, handle_compat, handle_management
 from llm_cache.proxy.routing import BadPath, Router, Upstream
+from llm_cache.semantic.cache import semantic_cache_for
 
 logger = logging.getLogger("llm_cache.proxy")
 
@@ -68,7 +69,12 @@ class ProxyApp:
             ttl=config.ttl,
             flight_lock_ttl=config.flight_lock_ttl,
         )
-        self.cache = HttpCache(self.engine, isolate_by=config.isolate_by, secret=config.secret)
+        self.semantic = semantic_cache_for(  # None unless LLM_CACHE_SEMANTIC=true
+            config, self.storage, lambda name: self._client(Upstream(name, "", self._openai))
+        )
+        self.cache = HttpCache(
+            self.engine, isolate_by=config.isolate_by, secret=config.secret, semantic=self.semantic
+        )
         self.counters = ProcessCounters()
         self.cache.bus.subscribe(self.counters)
         # observability: metrics, request log, dashboard (subscribe to self.cache.bus)
@@ -122,6 +128,8 @@ class ProxyApp:
                 with contextlib.suppress(Exception):  # a client of a loop that is gone
                     await client.aclose()
         self._clients.clear()
+        if self.semantic is not None:
+            await self.semantic.aclose()
         try:
             await self.storage.aclose()
         except Exception:
@@ -149,6 +157,8 @@ class ProxyApp:
                 **self.counters.snapshot(),
                 **self.observability.stats_fields(),  # observability: savings, all workers
             }
+            if self.semantic is not None:
+                extra["semantic"] = self.semantic.stats()
             await handle_management(scope, send, self.storage, self._admin, extra)
             return
         if len(scope["headers"]) > MAX_HEADERS:
