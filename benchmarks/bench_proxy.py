@@ -55,12 +55,34 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"nothing listening on port {port} after {timeout} s")
 
 
+#: Peak resident memory (kB) of each proxy run's processes, read just before they stop.
+RSS_KB: dict[str, int] = {}
+
+
+def rss_kb(pid: int) -> int:
+    """VmHWM (peak RSS) of ``pid`` and its children, in kB (Linux /proc; 0 elsewhere)."""
+    total = 0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(c) for c in children.read_text().split()]
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 @contextmanager
 def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
     proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, cwd=ROOT)
     try:
         wait_port(port)
         yield
+        RSS_KB[" ".join(args[-3:])] = rss_kb(proc.pid)
     finally:
         proc.terminate()
         try:
@@ -217,6 +239,9 @@ def main() -> None:
 
     errors = hit.errors + miss.errors + smiss.errors + sum(r.errors for r in throughput.values())
     print()
+    for name, kb in RSS_KB.items():
+        if "llm_cache" in name or "--workers" in name:
+            print(f"peak RSS ({name}): {kb / 1024:.1f} MiB")
     print(f"{'measure':36} {'via proxy':>14} {'direct':>14} {'ratio/overhead':>15}")
     print("-" * 82)
     for name, a, b, c in rows:

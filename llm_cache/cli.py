@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from llm_cache import __version__
+from llm_cache.cache.storage import StorageError
 from llm_cache.config import Config
 
 _DESCRIPTION = """\
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # invalid settings name their variable
         print(f"llm-cache: {exc}", file=sys.stderr)
         return 2
+    except StorageError as exc:  # a cache that cannot be read: say so, no traceback
+        print(f"llm-cache: the cache cannot be used: {exc}", file=sys.stderr)
+        return 1
     parser.error(f"unknown command {args.command}")
     return 2
 

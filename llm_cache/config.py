@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 ENV_PREFIX = "LLM_CACHE_"
 BACKENDS = ("sqlite", "redis", "memory")
 MODES = ("readwrite", "readonly", "offline", "record", "off")
-SECRET_FIELDS = frozenset({"redis_password", "admin_token"})
+SECRET_FIELDS = frozenset({"redis_password", "admin_token", "secret"})
+#: The original project's nested ``to_dict()`` sections.
+_SECTIONS = frozenset({"sqlite", "redis", "proxy"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -56,12 +58,13 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
-def _parse_int(name: str, raw: str, minimum: int) -> int:
+def _parse_int(name: str, raw: str, minimum: int | None) -> int:
+    """An integer setting; ``minimum=None`` leaves the range check to ``_validate``."""
     try:
         value = int(raw.strip())
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
 
@@ -130,6 +133,9 @@ class Config:
     # -- engine limits (issue 8/9) --
     upstream_read_timeout: float = 600.0
     max_body_bytes: int = 32 * 1024 * 1024
+    # -- tenants (issue 15) --
+    isolate_by: str = "none"
+    secret: str | None = field(default=None, repr=False)
 
     def __init__(
         self,
@@ -175,13 +181,19 @@ class Config:
         if (v := get("REDIS_CLUSTER")) is not None:
             self.redis_cluster = _parse_bool(p + "REDIS_CLUSTER", v)
         if (v := get("MAX_SIZE")) is not None:
-            self.max_size = _parse_int(p + "MAX_SIZE", v, 1)
+            self.max_size = _parse_int(p + "MAX_SIZE", v, None)
         if (v := get("TTL")) is not None:
             self.ttl = _parse_ttl(p + "TTL", v)
         if v := get("PROXY_HOST"):
             self.proxy_host = v
         if (v := get("PROXY_PORT")) is not None:
-            self.proxy_port = _parse_int(p + "PROXY_PORT", v, 0)
+            try:
+                self.proxy_port = int(v)
+            except ValueError:
+                raise ValueError(
+                    f"Invalid {p}PROXY_PORT: {v!r}. Must be a whole number between 0 and 65535 "
+                    "(0 picks a free port)"
+                ) from None
         if v := get("OPENAI_BASE_URL"):
             self.openai_base_url = v
         if v := get("ANTHROPIC_BASE_URL"):
@@ -210,6 +222,10 @@ class Config:
                 self.upstream_read_timeout = read_timeout
         if (v := get("MAX_BODY_BYTES")) is not None:
             self.max_body_bytes = _parse_int(p + "MAX_BODY_BYTES", v, 1)
+        if (v := get("ISOLATE_BY")) is not None:
+            self.isolate_by = v.lower() or "none"
+        if v := get("SECRET"):
+            self.secret = v
         if (v := get("MEMORY_TIER_SIZE")) is not None:
             self.memory_tier_size = _parse_int(p + "MEMORY_TIER_SIZE", v, 0)
         if v := get("MEMORY_TIER_TTL"):
@@ -219,16 +235,25 @@ class Config:
 
     def _validate(self) -> None:
         p = ENV_PREFIX
+        # The first words of these three are the original project's (users match on them).
         if self.backend not in BACKENDS:
             raise ValueError(
-                f"{p}BACKEND must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
+                f"Invalid {p}BACKEND: {self.backend!r}. Must be one of {', '.join(BACKENDS)}"
+            )
+        if not isinstance(self.max_size, int) or self.max_size <= 0:
+            raise ValueError(
+                f"{p}MAX_SIZE must be positive, got {self.max_size!r} "
+                "(the most entries kept, at least 1)"
+            )
+        if not isinstance(self.proxy_port, int) or not 0 <= self.proxy_port <= 65535:
+            raise ValueError(
+                f"Invalid {p}PROXY_PORT: {self.proxy_port!r}. Must be between 0 and 65535 "
+                "(0 picks a free port)"
             )
         if self.mode not in MODES:
             raise ValueError(f"{p}MODE must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.redis_url:
             self.redis_url = _check_url(p + "REDIS_URL", self.redis_url, ("redis", "rediss"))
-        if self.proxy_port > 65535:
-            raise ValueError(f"{p}PROXY_PORT must be at most 65535, got {self.proxy_port}")
         if self.redis_port > 65535:
             raise ValueError(f"{p}REDIS_PORT must be at most 65535, got {self.redis_port}")
         self.openai_base_url = _check_url(
@@ -239,6 +264,8 @@ class Config:
         )
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError(f"{p}LOG_LEVEL must be a logging level name, got {self.log_level!r}")
+        if self.isolate_by not in ("none", "api_key"):
+            raise ValueError(f"{p}ISOLATE_BY must be none or api_key, got {self.isolate_by!r}")
         if self.memory_tier_size < 0:
             raise ValueError(f"{p}MEMORY_TIER_SIZE must be at least 0, got {self.memory_tier_size}")
         if not self.memory_tier_ttl > 0:
@@ -249,10 +276,16 @@ class Config:
 
     def __repr__(self) -> str:
         """Like the dataclass repr, but from ``to_dict()``: no secret ever reaches a log line."""
-        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+        items = self.to_dict().items()
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in items if k not in _SECTIONS) + ")"
 
     def to_dict(self) -> dict[str, Any]:
-        """All settings, with secrets (and a password inside the Redis URL) shown as ``***``."""
+        """All settings, with secrets (and a password inside the Redis URL) shown as ``***``.
+
+        Also the original project's nested sections, which its users read:
+        ``{"sqlite": {"path"}, "redis": {"host", "port", "db", "password"},
+        "proxy": {"host", "port"}}``.
+        """
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -268,6 +301,14 @@ class Config:
             if name.endswith("_base_url") and isinstance(value, str):
                 out[name] = _mask_url_password(value)
         out["upstreams"] = {k: _mask_url_password(v) for k, v in self.upstreams.items()}
+        out["sqlite"] = {"path": self.sqlite_path}
+        out["redis"] = {
+            "host": self.redis_host,
+            "port": self.redis_port,
+            "db": self.redis_db,
+            "password": "***" if self.redis_password else None,
+        }
+        out["proxy"] = {"host": self.proxy_host, "port": self.proxy_port}
         return out
 
     def get_storage(self) -> CacheStorage:

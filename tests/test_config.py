@@ -187,7 +187,8 @@ def test_to_dict_masks_secrets() -> None:
     assert d["redis_password"] == "***"
     assert d["admin_token"] == "***"
     assert d["redis_url"] == "redis://user:***@redis.example:6379/0"
-    assert "secret" not in str(d)
+    for value in ("pw-secret", "tok-secret", "url-secret"):
+        assert value not in str(d) and value not in repr(c)
     assert d["max_size"] == 1000 and d["backend"] == "sqlite"
     assert c.redis_password == "pw-secret"  # masking does not touch the config itself
 

@@ -60,7 +60,9 @@ def test_wrapper_signatures() -> None:
     for name in ("wrap", "get_stats", "clear_cache", "disable", "enable", "__enter__", "__exit__"):
         assert callable(getattr(LLMCacheWrapper, name)), name
     cached_params = inspect.signature(cached).parameters
-    assert {"provider", "storage"} <= set(cached_params)
+    assert {"provider", "storage", "key", "ignore"} <= set(cached_params)
+    assert {"provider", "key", "ignore"} <= set(inspect.signature(LLMCacheWrapper.wrap).parameters)
+    assert isinstance(inspect.getattr_static(LLMCacheWrapper, "forced_provider"), property)
     for name in ("get_storage", "to_dict"):
         assert callable(getattr(Config, name)), name
 
@@ -78,6 +80,14 @@ def test_transport_names() -> None:
     assert {"transport", "mode", "config"} <= set(params)
     assert {"transport", "mode", "config"} <= set(inspect.signature(AsyncCacheTransport).parameters)
     assert callable(httpx_client) and callable(async_httpx_client)
+
+
+def test_compat_handler() -> None:
+    from llm_cache.proxy.management import handle_compat
+
+    params = list(inspect.signature(handle_compat).parameters)
+    assert params == ["scope", "send", "storage", "admin"]
+    assert inspect.iscoroutinefunction(handle_compat)
 
 
 def test_import_is_light() -> None:

@@ -73,6 +73,20 @@ def key_for(value: Any) -> str:
     return hash_payload(canonical_json(value))
 
 
+def key_for_parsed_json(value: Any) -> str:
+    """``key_for`` of data parsed from JSON text (dicts, lists, strings, numbers, booleans,
+    ``None`` only), skipping the walk that checks for other types: parsed JSON is plain except
+    for integers past 64 bits, which orjson refuses, so those take the tagged path.
+
+    ``TypeError`` when nested deeper than orjson serializes (about 250 levels)."""
+    try:
+        return hash_payload(orjson.dumps(value, option=_ORJSON_OPTS))
+    except TypeError as exc:
+        if "ecursion" in str(exc):
+            raise
+        return key_for(value)
+
+
 def generate_cache_key(
     provider: str,
     model: str,

@@ -602,6 +602,17 @@ class RedisStorage(CacheStorage):
                 await client.aclose()
         self.close()
 
+    async def aget_or_create_secret(self) -> bytes:
+        """The server secret, kept under the namespace (``{ns}:secret``), shared by replicas."""
+        name = self._lock_prefix.rsplit(":lock:", 1)[0] + ":secret"
+        with self._errors():
+            client = self._aclient()
+            await client.set(name, secrets.token_bytes(32), nx=True)
+            value = await client.get(name)
+        if not isinstance(value, bytes):
+            raise StorageError("redis: the server secret could not be read back")
+        return value
+
     # -- single-flight locks across processes ----------------------------------------------
 
     def _lock_key(self, key: str) -> str:

@@ -13,11 +13,22 @@
   cheap and safe before a pre-forking server forks.
 - ``flight_locks`` gives the proxy single-flight across processes on one file (``--workers N``):
   ``try_lock``/``unlock`` with an expiry, and ``await_unlocked`` polling for the holder's end.
+- A file that cannot serve never stops start-up (``_open_file``): one that is not a database
+  (a corrupt header) is moved aside and a new one made; one that cannot be opened (permissions,
+  a directory in its place) leaves the storage failing every call with ``StorageError`` (the
+  front ends serve uncached, ``/health`` says degraded) and is tried again every few seconds.
+  A file written by the original llm-caching project (its ``cache``/``stats`` tables) is
+  migrated: its counters carried over, its entries kept aside in ``original_cache``.
+- A file deleted (or replaced) while open is noticed within a second and made anew.
+- The WAL is checkpointed every ``_CHECKPOINT_PAGES`` pages and truncated to
+  ``_WAL_LIMIT_BYTES``; when the disk is full, a write checkpoints and truncates the WAL, then
+  tries once more, so a small disk keeps storing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -114,7 +125,19 @@ _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # result codes (sqlite3 names them from 3.1
 # The default page size (4096) is kept: 8192 and 16384 were no faster for lookups at 1M entries
 # and slower for sets.
 _CACHE_KIB = 8192  # SQLite page cache per connection
-_CHECKPOINT_PAGES = 10_000
+# The WAL is checkpointed every 1000 pages (4 MiB, SQLite's default) and cut back to 4 MiB after;
+# at 10,000 pages it grew to 40 MiB between checkpoints, which filled a small disk.
+_CHECKPOINT_PAGES = 1000
+_WAL_LIMIT_BYTES = 4 * 1024 * 1024
+_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 11, 13, 26
+_REOPEN_INTERVAL = 5.0  # seconds between attempts to open a file that could not be opened
+_CHECK_INTERVAL = 1.0  # seconds between checks that the file is still there
+_HEADER = b"SQLite format 3\x00"
+# What the original llm-caching project's file holds (user_version 0).
+_ORIGINAL_TABLES = {
+    "cache": {"key", "value", "created_at", "last_accessed", "access_count", "metadata"},
+    "stats": {"key", "value"},
+}
 
 # (recency stamps by key, hits, misses) not yet written to the file
 _Pending = tuple[dict[str, float], int, int]
@@ -125,6 +148,20 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     if isinstance(code, int):
         return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _error_code(exc: BaseException) -> int | None:
+    """The primary SQLite result code behind ``exc`` (or its cause), when known."""
+    for err in (exc, exc.__cause__):
+        code = getattr(err, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return code & 0xFF
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return _SQLITE_NOTADB
+    if "database or disk is full" in text:
+        return _SQLITE_FULL
+    return None
 
 
 def _retry(fn: Callable[[], _T]) -> _T:
@@ -139,6 +176,40 @@ def _retry(fn: Callable[[], _T]) -> _T:
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+def _bad_header(path: Path) -> bool:
+    """A file that exists, is not empty and does not start like a SQLite database."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_HEADER))
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return False  # nothing to move aside / opening will report it
+    except OSError:
+        return False
+    return len(head) > 0 and head != _HEADER
+
+
+@contextlib.contextmanager
+def _recovery_lock(path: Path) -> Any:
+    """Serialize opening and recovery of a file across processes: ``flock`` on its directory
+    (no lock file beside the cache; SQLite's own locks are ``fcntl`` locks on the file and do
+    not interact with it)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        yield  # opening the file will say what is wrong
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def key_row_id(key: str) -> int:
@@ -186,8 +257,14 @@ class SQLiteStorage(CacheStorage):
         self._hits = self._misses = self._ops = 0
         self._last_flush = time.monotonic()
         self._last_stamp = 0.0
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._init_schema()
+        self._open_lock = threading.Lock()
+        self._ready = False  # the file is open and has our schema
+        self._open_error: StorageError | None = None
+        self._next_open = 0.0  # monotonic time of the next attempt to open a failed file
+        self._file_id: tuple[int, int] | None = None  # (device, inode) of the file opened
+        self._next_check = 0.0
+        self._generation = 0  # bumped when the file is made anew: threads reconnect
+        self._try_open()
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -206,24 +283,156 @@ class SQLiteStorage(CacheStorage):
             )
             conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe in WAL
             conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-            conn.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
-            conn.execute(f"PRAGMA journal_size_limit = {_CHECKPOINT_PAGES * 4096 * 2}")
+            self._size_wal(conn)
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite: cannot open {self.db_path}: {exc}") from exc
         return conn
 
+    def _size_wal(self, conn: sqlite3.Connection) -> None:
+        """Checkpoint every ``_CHECKPOINT_PAGES`` pages, fewer when the disk has less than four
+        times that free: a WAL must never fill the disk (a checkpoint then cannot run, as it
+        grows the file before the WAL shrinks); after a checkpoint the WAL is cut back."""
+        pages = _CHECKPOINT_PAGES
+        try:
+            st = os.statvfs(self.db_path.parent)
+        except (OSError, AttributeError):  # AttributeError: no statvfs on Windows
+            pass
+        else:
+            pages = max(16, min(pages, st.f_bavail * st.f_frsize // (4 * 4096)))
+        conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+        conn.execute(f"PRAGMA journal_size_limit = {min(_WAL_LIMIT_BYTES, pages * 4096)}")
+
     def _conn(self) -> sqlite3.Connection:
+        if not self._ready:
+            self._ensure_open()
+        elif time.monotonic() >= self._next_check:
+            self._check_file()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or self._pid != os.getpid():
+        if (
+            conn is None
+            or self._pid != os.getpid()
+            or getattr(self._local, "generation", None) != self._generation
+        ):
             if self._pid != os.getpid():  # forked: never touch the parent's connections
                 with self._state_lock:
                     self._reset_connections()
                 self._write_lock = threading.Lock()
             conn = self._connect()
             self._local.conn = conn
+            self._local.generation = self._generation
             with self._state_lock:
                 self._conns.append(conn)
         return conn
+
+    # -- opening, recovering and watching the file -----------------------------------------------
+
+    def _try_open(self) -> None:
+        """Open the file at construction; a failure is logged and left for later calls."""
+        try:
+            self._open_file()
+        except StorageError as exc:
+            self._open_error = exc
+            self._next_open = time.monotonic() + _REOPEN_INTERVAL
+            logger.error("cache file unusable, serving uncached until it is: %s", exc)
+
+    def _ensure_open(self) -> None:
+        """Raise the opening error, or try again when it is time; never blocks on a wait."""
+        with self._open_lock:
+            if self._ready:
+                return
+            if self._open_error is not None and time.monotonic() < self._next_open:
+                raise self._open_error
+            try:
+                self._open_file()
+            except StorageError as exc:
+                self._open_error = exc
+                self._next_open = time.monotonic() + _REOPEN_INTERVAL
+                raise
+            if self._open_error is not None:
+                logger.warning("cache file %s usable again", self.db_path)
+                self._open_error = None
+
+    def _open_file(self) -> None:
+        """Create or check the schema; move a file that is not a database aside first."""
+        try:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"sqlite: cannot create {self.db_path.parent}: {exc}") from exc
+        with _recovery_lock(self.db_path):
+            if _bad_header(self.db_path):
+                self._move_aside("its header is not a SQLite database's")
+            try:
+                self._init_schema()
+            except StorageError as exc:
+                if _error_code(exc) not in (_SQLITE_NOTADB, _SQLITE_CORRUPT):
+                    raise
+                self._move_aside(f"it is corrupt ({exc})")
+                self._init_schema()
+        self._file_id = self._stat_id()
+        self._next_check = time.monotonic() + _CHECK_INTERVAL
+        self._ready = True
+
+    def _move_aside(self, why: str) -> None:
+        """Rename the unusable file (and its WAL) to ``<name>.corrupt-<time>``; never delete."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.db_path.with_name(f"{self.db_path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.db_path.with_name(f"{self.db_path.name}.corrupt-{stamp}-{n}")
+        try:
+            os.replace(self.db_path, target)
+        except OSError as exc:
+            raise StorageError(
+                f"sqlite: {self.db_path} is unusable ({why}) and cannot be moved aside: {exc}"
+            ) from exc
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = Path(f"{self.db_path}{suffix}")
+            with contextlib.suppress(OSError):
+                if side.exists():
+                    os.replace(side, Path(f"{target}{suffix}"))
+        logger.warning(
+            "cache file %s was unusable (%s): moved aside to %s, starting a new one",
+            self.db_path,
+            why,
+            target.name,
+        )
+
+    def _stat_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.db_path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_file(self) -> None:
+        """Notice a file deleted or replaced behind our back and make it anew."""
+        with self._open_lock:
+            if not self._ready or time.monotonic() < self._next_check:
+                return
+            self._next_check = time.monotonic() + _CHECK_INTERVAL
+            current = self._stat_id()
+            if current == self._file_id:
+                return
+            what = "deleted" if current is None else "replaced"
+            logger.warning("cache file %s was %s while in use: reopening it", self.db_path, what)
+            with self._write_lock, self._state_lock:
+                conns, self._conns = self._conns, []
+                self._generation += 1
+            for conn in conns:  # before a new file exists: closing removes the old WAL by name
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            if current is None:  # stale WAL/shm of the deleted file must not join the new one
+                for suffix in ("-wal", "-shm"):
+                    with contextlib.suppress(OSError):
+                        Path(f"{self.db_path}{suffix}").unlink()
+            self._ready = False
+            try:
+                self._open_file()
+            except StorageError as exc:
+                self._open_error = exc
+                self._next_open = time.monotonic() + _REOPEN_INTERVAL
+                logger.error("cache file unusable, serving uncached until it is: %s", exc)
 
     def _init_schema(self) -> None:
         conn = self._connect()
@@ -247,6 +456,9 @@ class SQLiteStorage(CacheStorage):
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = self._read_version(conn)
+            counters: tuple[int, int] | None = None
+            if version == 0:
+                counters = self._adopt_foreign_tables(conn)
             if version < SCHEMA_VERSION:
                 if version > 0:  # a cache is disposable: an older layout is simply replaced
                     logger.warning(
@@ -259,11 +471,55 @@ class SQLiteStorage(CacheStorage):
                         conn.execute(f"DROP TABLE IF EXISTS {table}")
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                if counters is not None:
+                    conn.executemany(
+                        "UPDATE stats SET value = ? WHERE name = ?",
+                        [(counters[0], "hits"), (counters[1], "misses")],
+                    )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _adopt_foreign_tables(self, conn: sqlite3.Connection) -> tuple[int, int] | None:
+        """At ``user_version`` 0: migrate the original llm-caching project's tables.
+
+        Its entries are kept (renamed ``original_cache``: their keys differ from ours, so they
+        cannot be served); its hit/miss counters are carried over (returned). Tables of ours'
+        names in another shape mean the file is not a cache of ours: refused, never changed.
+        """
+        tables = {
+            name: {row[1] for row in conn.execute(f"PRAGMA table_info({name})")}
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if not tables:
+            return None
+        if all(tables.get(t, set()) >= cols for t, cols in _ORIGINAL_TABLES.items()):
+            counts = dict(conn.execute("SELECT key, value FROM stats").fetchall())
+            entries = conn.execute("SELECT COUNT(*) FROM cache").fetchone()[0]
+            kept = "original_cache"
+            if kept in tables:
+                conn.execute("DROP TABLE cache")
+            else:
+                conn.execute(f"ALTER TABLE cache RENAME TO {kept}")
+            conn.execute("DROP TABLE stats")
+            logger.warning(
+                "%s was written by the original llm-caching project: migrated (hit/miss "
+                "counters carried over; its %d entries kept in table %s, not served: their "
+                "keys differ from this version's)",
+                self.db_path,
+                entries,
+                kept,
+            )
+            return int(counts.get("hits") or 0), int(counts.get("misses") or 0)
+        clash = sorted(set(tables) & set(_OLD_TABLES))
+        if clash:
+            raise StorageError(
+                f"sqlite: {self.db_path} is not an llm-cache file (it has tables "
+                f"{', '.join(clash)} of another layout); set LLM_CACHE_SQLITE_PATH to another file"
+            )
+        return None
 
     # -- deferred recency and counters -----------------------------------------------------------
 
@@ -293,11 +549,16 @@ class SQLiteStorage(CacheStorage):
 
     def _note(self, key: str | None, hit: int, miss: int) -> None:
         """Record a use of ``key`` and/or a hit or miss; flush when enough has piled up."""
-        due = self._record(key, hit, miss)
+        if not self._record(key, hit, miss):
+            return
+        try:
+            conn = self._conn()  # before the write lock: it may reopen the file
+        except StorageError:
+            return  # kept pending; the failure is reported by the calls themselves
         # Opportunistic: if another thread is writing, it flushes this too.
-        if due and self._write_lock.acquire(blocking=False):
+        if self._write_lock.acquire(blocking=False):
             try:
-                self._write_locked(self._conn(), lambda conn: None)
+                self._write_locked(conn, lambda conn: None)
             except StorageError as exc:
                 logger.warning("could not flush cache recency/counters: %s", exc)
             finally:
@@ -355,7 +616,19 @@ class SQLiteStorage(CacheStorage):
             return result
 
         try:
-            return _retry(attempt)
+            try:
+                return _retry(attempt)
+            except StorageError as exc:
+                if _error_code(exc) != _SQLITE_FULL:
+                    raise
+                # disk full: fold the WAL into the file, cut it to nothing, try once more
+                logger.warning("cache disk full: checkpointing the WAL and retrying")
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    self._size_wal(conn)
+                except sqlite3.Error:
+                    raise exc from None
+                return _retry(attempt)
         except BaseException:
             self._restore_pending(batch)
             raise
@@ -549,6 +822,25 @@ class SQLiteStorage(CacheStorage):
     async def aget_size(self) -> int:
         return await asyncio.to_thread(self.get_size)
 
+    def get_or_create_secret(self) -> bytes:
+        """The server secret, kept in the cache file (table ``llm_cache_secret``)."""
+
+        def read_or_create(conn: sqlite3.Connection) -> bytes:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS llm_cache_secret"
+                " (id INTEGER PRIMARY KEY CHECK (id = 1), value BLOB NOT NULL)"
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO llm_cache_secret (id, value) VALUES (1, ?)",
+                (secrets.token_bytes(32),),
+            )
+            return bytes(conn.execute("SELECT value FROM llm_cache_secret").fetchone()[0])
+
+        return self._write(read_or_create)
+
+    async def aget_or_create_secret(self) -> bytes:
+        return await self._off_loop(self.get_or_create_secret)
+
     def flush(self) -> None:
         """Write pending recency and counters now (also done on ``close()``)."""
         self._write(lambda conn: None)
@@ -560,6 +852,8 @@ class SQLiteStorage(CacheStorage):
                 pending = bool(self._pending or self._hits or self._misses)
             if pending:
                 self.flush()
+        except StorageError as exc:
+            logger.warning("could not flush cache recency/counters on close: %s", exc)
         finally:
             pool = self.__dict__.pop("_writer_executor", None)
             if pool is not None:

@@ -10,6 +10,7 @@ talk over a network (Redis) override them with native async calls.
 from __future__ import annotations
 
 import logging
+import secrets
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, TypedDict
 
@@ -147,6 +148,7 @@ class CacheStorage(ABC):
             "max_size": self.max_size,
             "hits": hits,
             "misses": misses,
+            "total_requests": hits + misses,  # the original project's name, kept for its users
             "hit_rate": hit_rate_percent(hits, misses),
         }
 
@@ -181,6 +183,15 @@ class CacheStorage(ABC):
 
     async def aclose(self) -> None:
         self.close()
+
+    async def aget_or_create_secret(self) -> bytes:
+        """A random server secret kept beside the cache, created on first use and the same for
+        every process that shares this cache (tenant isolation hashes credentials with it).
+        Default: one per storage object (backends shared across processes override it)."""
+        secret: bytes | None = self.__dict__.get("_server_secret")
+        if secret is None:
+            secret = self.__dict__["_server_secret"] = secrets.token_bytes(32)
+        return secret
 
     async def aget(self, key: str) -> dict[str, Any] | None:
         blob = await self.aget_bytes(key)

@@ -57,6 +57,9 @@ class TieredStorage(CacheStorage):
     :class:`LockingTieredStorage` that passes them through.
     """
 
+    async def aget_or_create_secret(self) -> bytes:
+        return await self.backend.aget_or_create_secret()
+
     def __new__(cls, backend: CacheStorage, *args: Any, **kwargs: Any) -> TieredStorage:
         if cls is TieredStorage and all(hasattr(backend, m) for m in _LOCK_METHODS):
             cls = LockingTieredStorage

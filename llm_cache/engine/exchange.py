@@ -6,23 +6,22 @@ transports, so both compute the same key for the same call and read each other's
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from llm_cache.cache.codec import dumps_exact
-from llm_cache.cache.key_generator import key_for, normalize_request_params
+from llm_cache.cache.key_generator import key_for_parsed_json, normalize_request_params
+from llm_cache.engine.controls import ALIAS_HEADER_PREFIXES
 from llm_cache.engine.entry import Entry
 from llm_cache.providers.base import CREDENTIAL_QUERY, ProviderSpec, RouteMatch
 
 JSON_TYPE = "application/json"
-CONTROL_PREFIX = "_cache_"
-_TRUE = ("1", "true", "yes", "on")
 
 #: Never forwarded in either direction (RFC 9110 §7.6.1).
 HOP_BY_HOP = frozenset(
@@ -66,26 +65,22 @@ class BadRequest(ValueError):
         self.status = status
 
 
-@dataclass(slots=True)
-class Controls:
-    """A request's cache controls, read once for every front end.
-
-    ``body``/``raw`` are what goes upstream: our ``_cache_*`` fields removed (``raw`` is then
-    re-serialized; otherwise it is the client's bytes unchanged).
-    """
-
-    body: dict[str, Any]
-    raw: bytes
-    bypass: bool
-    no_store: bool
-    ttl: float | None
-    rewritten: bool
-
-
 #: A number of 20 digits or more may be past 64 bits, which orjson reads as a float (so 2**64
 #: and 2**64 + 1 would look alike); such bodies are parsed by the exact standard library.
 _LONG_NUMBER = re.compile(rb"\d{20,}")
-MAX_DEPTH = 200
+
+
+_DIGITS = b"0123456789"
+
+
+def _may_hold_long_number(raw: bytes) -> bool:
+    """A cheap first test (C-speed counts): fewer than 20 digits in all cannot hold one."""
+    total = 0
+    for digit in _DIGITS:
+        total += raw.count(digit)
+        if total >= 20:
+            return True
+    return False
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -94,64 +89,30 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise BadRequest("the request body is empty; expected a JSON object")
     try:
         body = orjson.loads(raw)
-        if _LONG_NUMBER.search(raw):
+        if _may_hold_long_number(raw) and _LONG_NUMBER.search(raw):
             body = json.loads(raw)
     except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
-    if _too_deep(body, MAX_DEPTH):
-        raise BadRequest(f"the request body is nested more than {MAX_DEPTH} levels deep")
     return body
-
-
-def _too_deep(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests containers deeper than ``limit`` (iterative: no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Iterable[Any] = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth >= limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
-
-
-def parse_ttl(raw: str | None) -> float | None:
-    if raw is None or not raw.strip():
-        return None
-    try:
-        ttl = float(raw)
-    except ValueError:
-        raise BadRequest(f"X-Cache-TTL must be a number of seconds, got {raw!r}") from None
-    if not ttl > 0 or ttl == float("inf"):
-        raise BadRequest(f"X-Cache-TTL must be a positive number of seconds, got {raw!r}")
-    return ttl
-
-
-def read_controls(body: dict[str, Any], raw: bytes, headers: Mapping[str, str]) -> Controls:
-    """Bypass, no-store and TTL from headers (lower-case names) and ``_cache_*`` body fields."""
-    ttl = parse_ttl(headers.get("x-cache-ttl"))
-    bypass = headers.get("x-cache-bypass", "").lower() in _TRUE or body.get("_cache_bypass") is True
-    no_store = "no-store" in headers.get("cache-control", "").lower()
-    rewritten = any(k.startswith(CONTROL_PREFIX) for k in body)
-    if rewritten:
-        body = {k: v for k, v in body.items() if not k.startswith(CONTROL_PREFIX)}
-        raw = dumps_exact(body)
-    return Controls(body, raw, bypass, no_store, ttl, rewritten)
 
 
 # -- keys -------------------------------------------------------------------------------------
 
 
-def key_query(provider: ProviderSpec, endpoint: str, url: str) -> list[tuple[str, str]]:
-    query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
-    return sorted(provider.key_query(endpoint, query))
+def key_query(provider: ProviderSpec, endpoint: str, query: str) -> str:
+    """The query parameters that enter the key, canonical (sorted), credentials out."""
+    if not query:
+        return ""
+    items = provider.key_query(endpoint, parse_qsl(query, keep_blank_values=True))
+    return "&".join(f"{k}={v}" for k, v in sorted(items))
+
+
+@functools.lru_cache(maxsize=1024)
+def _origin(base: str) -> str:
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}".lower()
 
 
 def exchange_key(
@@ -160,6 +121,7 @@ def exchange_key(
     body: Mapping[str, Any],
     headers: Mapping[str, str],
     namespace: str = "",
+    tenant: str = "",
 ) -> str:
     """Key of a call: the upstream origin and path prefix, the endpoint and its path parameters,
     the query (credentials out), output-affecting headers and the body.
@@ -168,24 +130,49 @@ def exchange_key(
     ``_cache_*`` controls) are dropped; every other field, unknown ones too, enters. The path
     itself enters through prefix + endpoint + parameters, so the stream and non-stream routes of
     one call (Gemini's ``:generateContent`` / ``:streamGenerateContent``) share a key.
+    ``BadRequest`` for a body nested too deeply to key.
     """
     provider = match.provider
-    parts = urlsplit(url)
+    base, _, query = url.partition("?")
     excluded = provider.excluded_fields_for(match.endpoint)
     kept = provider.key_body(match.endpoint, normalize_request_params(body, excluded))
     material: dict[str, Any] = {
-        "origin": f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}".lower(),
+        "origin": _origin(base),
         "prefix": match.prefix,
         "provider": provider.name,
         "endpoint": match.endpoint,
         "params": dict(match.params),
-        "query": key_query(provider, match.endpoint, url),
+        "query": key_query(provider, match.endpoint, query),
         "headers": {h: headers[h] for h in provider.key_headers if h in headers},
         "body": kept,
     }
     if namespace:
         material["namespace"] = namespace
-    return key_for(material)
+    if tenant:
+        material["tenant"] = tenant
+    try:
+        return key_for_parsed_json(material)
+    except (TypeError, RecursionError):
+        raise BadRequest("the request body is nested too deeply to be cached") from None
+
+
+def bucket_key(key: str, slot: int) -> str:
+    """The key of answer number ``slot`` of a bucket (slot 0 is the key itself)."""
+    if slot == 0:
+        return key
+    return hashlib.sha256(f"{key}:bucket:{slot}".encode()).hexdigest()
+
+
+def credential_of(headers: Mapping[str, str], url: str) -> str | None:
+    """The credential a request carries (for tenant isolation only; never stored or logged)."""
+    for name in ("authorization", "x-api-key", "api-key", "x-goog-api-key"):
+        value = headers.get(name)
+        if value:
+            return f"{name}:{value}"
+    for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if k.lower() in CREDENTIAL_QUERY and v:
+            return f"query:{v}"
+    return None
 
 
 def clean_url(url: str) -> str:
@@ -209,8 +196,14 @@ def answer_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
 
 
 def upstream_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Request headers to send upstream: our ``X-Cache-*`` controls removed."""
-    return [(k, v) for k, v in raw if not k.lower().startswith(CACHE_HEADER_PREFIX)]
+    """Request headers to send upstream: our ``X-Cache-*`` controls and other gateways' cache
+    controls (aliases of ours) removed."""
+    return [
+        (k, v)
+        for k, v in raw
+        if not k.lower().startswith(CACHE_HEADER_PREFIX)
+        and not k.lower().startswith(ALIAS_HEADER_PREFIXES)
+    ]
 
 
 # -- entries and answers ----------------------------------------------------------------------

@@ -18,28 +18,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
+import random
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx2
+import orjson
 
 from llm_cache.cache.codec import dumps_exact
+from llm_cache.engine import embeddings
 from llm_cache.engine import events as ev
+from llm_cache.engine.controls import BadControl, Controls, read_controls
 from llm_cache.engine.entry import Entry
 from llm_cache.engine.events import EventBus, ExchangeEvent
 from llm_cache.engine.exchange import (
     JSON_TYPE,
     BadRequest,
     answer_headers,
+    bucket_key,
     complete_answer,
+    credential_of,
     decode_frames,
     exchange_key,
     is_stream_type,
     parse_body,
-    read_controls,
     render,
     split_frames,
     stored_request,
@@ -162,10 +170,19 @@ class Answer:
 class HttpCache:
     """The HTTP cache: one per process (or per transport), shared by all its requests."""
 
-    def __init__(self, engine: CacheEngine, bus: EventBus | None = None) -> None:
+    def __init__(
+        self,
+        engine: CacheEngine,
+        bus: EventBus | None = None,
+        *,
+        isolate_by: str = "none",
+        secret: str | None = None,
+    ) -> None:
         self.engine = engine
         self.bus = bus if bus is not None else EventBus()
         self.flights = FlightTables()
+        self.isolate_by = isolate_by
+        self._secret: bytes | None = secret.encode() if secret else None
         #: Upstream URLs that refused a body rewritten by ``upstream_body`` but took the
         #: client's own: they get the client's body from then on.
         self._rejects_rewrite: set[str] = set()
@@ -186,45 +203,36 @@ class HttpCache:
         engine = self.engine
         if match is None or req.method != "POST":
             return await self._passthrough(req, req.body, send_upstream, event, started, "")
-        if engine.mode == "off":
-            event.provider, event.endpoint = match.provider.name, match.endpoint
-            return await self._passthrough(req, req.body, send_upstream, event, started, ev.BYPASS)
         provider = match.provider
         event.provider, event.endpoint = provider.name, match.endpoint
         try:
             controls = read_controls(parse_body(req.body), req.body, req.header_map)
-        except BadRequest as exc:
+        except (BadRequest, BadControl) as exc:
             event.error = str(exc)
-            return self._error(
-                provider, exc.status, str(exc), "invalid_request_error", event, started
-            )
-        body = controls.body
-        event.model = provider.model(match, body)
-        reason = provider.never_cache(match.endpoint, body)
-        if reason is not None:
+            status = exc.status if isinstance(exc, BadRequest) else 400
+            return self._error(provider, status, str(exc), "invalid_request_error", event, started)
+        if engine.mode == "off":
             return await self._passthrough(
                 req, controls.raw, send_upstream, event, started, ev.BYPASS
             )
-        key = exchange_key(match, req.url, body, req.header_map)
+        body = controls.body
+        event.model = provider.model(match, body)
+        event.namespace = controls.namespace
+        reason = provider.never_cache(match.endpoint, body)
+        if reason is not None:
+            logger.debug("forwarding uncached: %s", reason)
+            return await self._passthrough(
+                req, controls.raw, send_upstream, event, started, ev.BYPASS
+            )
+        tenant = await self._tenant(req) if self.isolate_by == "api_key" else ""
+        try:
+            key = exchange_key(match, req.url, body, req.header_map, controls.namespace, tenant)
+        except BadRequest as exc:
+            event.error = str(exc)
+            return self._error(provider, 400, str(exc), "invalid_request_error", event, started)
         event.key = key
         want_stream = provider.wants_stream(match, body)
-
-        if engine.reads and not controls.bypass:
-            entry = await engine.lookup_entry(key)
-            if entry is not None:
-                hit = self._from_entry(entry, want_stream, match, body, key, event, started)
-                if hit is not None:
-                    return hit
-        if engine.offline:
-            message = (
-                f"llm-cache is in offline mode and has no cached answer for this request "
-                f"(key {key}). Run it once with LLM_CACHE_MODE=readwrite to record it."
-            )
-            event.error = "offline miss"
-            answer = self._error(provider, 404, message, "cache_miss", event, started, key)
-            answer.headers.append((b"x-should-retry", b"false"))
-            return answer
-
+        store = engine.writes and not controls.no_store
         call = _Call(
             req=req,
             match=match,
@@ -232,29 +240,225 @@ class HttpCache:
             upstream_body=provider.upstream_body(match.endpoint, body, want_stream),
             body=body,
             key=key,
-            store=engine.writes and not controls.no_store,
+            store=store,
             ttl=controls.ttl,
             want_stream=want_stream,
         )
+
+        items = provider.batch_items(match.endpoint, body)
+        if items is not None and controls.bucket_size == 1:
+            return await self._partial(call, controls, items, tenant, send_upstream, event, started)
+        slot = 0
+        if engine.reads and not controls.bypass:
+            slot, entry = await self._lookup(call, controls)
+            if entry is not None:
+                hit = self._from_entry(entry, want_stream, match, body, key, event, started)
+                if hit is not None:
+                    return _with_bucket(hit, controls, slot)
+        if engine.offline or controls.only_if_cached:
+            return self._not_cached(provider, key, event, started, engine.offline)
+        # Filling a bucket: each request adds its own answer, no sharing.
+        solo = controls.bypass or controls.bucket_size > 1
+        call.key = bucket_key(key, slot)
+        label = ev.BYPASS if controls.bypass else ev.MISS
+        return _with_bucket(
+            await self._miss(call, solo, label, send_upstream, gone, event, started),
+            controls,
+            slot,
+        )
+
+    async def _miss(
+        self,
+        call: _Call,
+        solo: bool,
+        status_label: str,
+        send_upstream: SendUpstream,
+        gone: Callable[[], Awaitable[Any]] | None,
+        event: ExchangeEvent,
+        started: float,
+    ) -> Answer:
         table = self.flights.current()
-        if controls.bypass:
-            flight, leader = (
-                table.solo(lambda f: self._pump(f, call, send_upstream, claim=False)),
-                True,
-            )
+        if solo:
+            flight = table.solo(lambda f: self._pump(f, call, send_upstream, claim=False))
+            leader = True
         else:
-            flight_key = key if call.store else key + ":no-store"
+            flight_key = call.key if call.store else call.key + ":no-store"
             flight, leader = table.join(flight_key, lambda f: self._pump(f, call, send_upstream))
-        status_label = ev.BYPASS if controls.bypass else ev.MISS
         release = _releaser(table, flight)
         try:
-            answer = await self._from_flight(
+            return await self._from_flight(
                 flight, leader, call, send_upstream, gone, event, started, status_label, release
             )
         except BaseException:
             release()
             raise
+
+    async def _lookup(self, call: _Call, controls: Controls) -> tuple[int, Entry | None]:
+        """A usable stored entry (fresh enough for ``max-age``) and its bucket slot. With a
+        bucket of N: a random one of the N once all are filled, else ``None`` and the first
+        free slot (``only-if-cached`` takes any filled one)."""
+        max_age = controls.max_age
+
+        def usable(entry: Entry | None) -> Entry | None:
+            if entry is None or (max_age is not None and time.time() - entry.created >= max_age):
+                return None
+            return entry
+
+        if controls.bucket_size == 1:
+            return 0, usable(await self.engine.lookup_entry(call.key))
+        entries = [
+            usable(await self.engine.lookup_entry(bucket_key(call.key, i)))
+            for i in range(controls.bucket_size)
+        ]
+        filled = [(i, e) for i, e in enumerate(entries) if e is not None]
+        free = [i for i, e in enumerate(entries) if e is None]
+        if free and not (controls.only_if_cached and filled):
+            return free[0], None
+        return random.choice(filled)
+
+    async def _partial(
+        self,
+        call: _Call,
+        controls: Controls,
+        items: list[Any],
+        tenant: str,
+        send_upstream: SendUpstream,
+        event: ExchangeEvent,
+        started: float,
+    ) -> Answer:
+        """Embeddings with a list ``input``: stored items answered from storage, only the
+        missing ones sent upstream (``X-Cache-Status: PARTIAL``)."""
+        engine, match, req = self.engine, call.match, call.req
+        keys = [
+            exchange_key(
+                match,
+                req.url,
+                {**call.body, "input": item, embeddings.ITEM_MARK: True},
+                req.header_map,
+                controls.namespace,
+                tenant,
+            )
+            for item in items
+        ]
+        found: list[Entry | None] = [None] * len(items)
+        if engine.reads and not controls.bypass:
+            for i, item_key in enumerate(keys):
+                entry = await engine.lookup_entry(item_key)
+                if entry is not None and (
+                    controls.max_age is None or time.time() - entry.created < controls.max_age
+                ):
+                    found[i] = entry
+        missing = [i for i, entry in enumerate(found) if entry is None]
+        model = match.provider.model(match, call.body)
+        answers: list[dict[str, Any] | None] = [
+            orjson.loads(entry.body or b"{}") if entry is not None else None for entry in found
+        ]
+        usage: Any = {"prompt_tokens": 0, "total_tokens": 0}
+        if not missing:
+            label = ev.HIT
+        elif engine.offline or controls.only_if_cached:
+            return self._not_cached(match.provider, call.key, event, started, engine.offline)
+        else:
+            label = (
+                ev.BYPASS
+                if controls.bypass
+                else ev.PARTIAL
+                if len(missing) < len(items)
+                else ev.MISS
+            )
+            sub = {**call.body, "input": [items[i] for i in missing]}
+            upstream_started = time.monotonic()
+            try:
+                response = await send_upstream(
+                    "POST", req.url, upstream_headers(req.headers), dumps_exact(sub)
+                )
+                try:
+                    data = b"".join([chunk async for chunk in response.chunks])
+                finally:
+                    await response.close()
+            except (httpx2.HTTPError, OSError) as exc:
+                return self._unreachable(match.provider, exc, event, started, call.key)
+            event.upstream_status = response.status
+            event.upstream_duration = time.monotonic() - upstream_started
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                parsed = None
+            fresh = (
+                embeddings.split_answer(parsed, len(missing))
+                if 200 <= response.status < 300
+                else None
+            )
+            if fresh is None:  # an error or an odd answer: passed through as it came
+                event.cache_status = label
+                headers = [
+                    *answer_headers(response.headers),
+                    *cache_headers(False, call.key, label),
+                ]
+                return Answer(
+                    response.status, headers, body=data, event=event, bus=self.bus, started=started
+                )
+            assert isinstance(parsed, dict)
+            usage = parsed.get("usage")
+            model = str(parsed.get("model") or model)
+            for i, item in zip(missing, fresh, strict=True):
+                answers[i] = item
+                if call.store:
+                    entry = Entry(
+                        response.status, JSON_TYPE, body=orjson.dumps({**item, "index": 0})
+                    )
+                    entry.provider, entry.endpoint, entry.model = (
+                        match.provider.name,
+                        match.endpoint,
+                        model,
+                    )
+                    entry.upstream_duration = event.upstream_duration / len(missing)
+                    await engine.store_entry(keys[i], entry, ttl=call.ttl)
+            event.stored = call.store
+        if label == ev.HIT:
+            event.saved_seconds = sum(e.upstream_duration for e in found if e is not None)
+        event.cache_status = label
+        payload = embeddings.assemble([a for a in answers if a is not None], model, usage)
+        headers = [
+            (b"content-type", JSON_TYPE.encode()),
+            *cache_headers(label == ev.HIT, call.key, label),
+        ]
+        return Answer(200, headers, body=payload, event=event, bus=self.bus, started=started)
+
+    def _not_cached(
+        self, provider: ProviderSpec, key: str, event: ExchangeEvent, started: float, offline: bool
+    ) -> Answer:
+        if offline:
+            message = (
+                f"llm-cache is in offline mode and has no cached answer for this request "
+                f"(key {key}). Run it once with LLM_CACHE_MODE=readwrite to record it."
+            )
+            status = 404
+        else:
+            message = f"no cached answer for this request (key {key}) and only-if-cached was asked"
+            status = 504
+        event.error = "cache miss (offline)" if offline else "cache miss (only-if-cached)"
+        answer = self._error(provider, status, message, "cache_miss", event, started, key)
+        answer.headers.append((b"x-should-retry", b"false"))
         return answer
+
+    async def _tenant(self, req: CacheRequest) -> str:
+        """HMAC of the request's credential when tenants are isolated (never the credential)."""
+        if self.isolate_by != "api_key":
+            return ""
+        secret = self._secret
+        if secret is None:
+            try:
+                secret = self._secret = await self.engine.storage.aget_or_create_secret()
+            except Exception as exc:  # fail closed: a per-process secret still isolates
+                logger.warning(
+                    "could not read the server secret (%s); using a per-process one", exc
+                )
+                secret = self._secret = secrets.token_bytes(32)
+        credential = credential_of(req.header_map, req.url)
+        if credential is None:
+            return "anonymous"
+        return hmac.new(secret, credential.encode(), hashlib.sha256).hexdigest()
 
     # -- hits ---------------------------------------------------------------------------------
 
@@ -592,6 +796,12 @@ class _Call:
     store: bool
     ttl: float | None
     want_stream: bool
+
+
+def _with_bucket(answer: Answer, controls: Controls, slot: int) -> Answer:
+    if controls.bucket_size > 1:
+        answer.headers.append((b"x-cache-bucket", str(slot).encode()))
+    return answer
 
 
 def cache_headers(hit: bool, key: str, status: str) -> Headers:

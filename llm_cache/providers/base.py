@@ -278,6 +278,11 @@ class ProviderSpec:
             return match.route.stream
         return self.is_stream_request(body)
 
+    def batch_items(self, endpoint: str, body: Mapping[str, Any]) -> list[Any] | None:
+        """The items of a batch request each cached on their own (embeddings with a list
+        ``input``; partial hits send only the missing ones upstream), or ``None``."""
+        return None
+
     def never_cache(self, endpoint: str, body: Mapping[str, Any]) -> str | None:
         """Why this request must be forwarded uncached (mutable server-side state), or None."""
         return None
@@ -341,8 +346,9 @@ class ProviderSpec:
 
     def error_body(self, status: int, message: str, error_type: str) -> bytes:
         """A JSON error body in the provider's error shape."""
+        code = error_type if error_type == "cache_miss" else None
         return orjson.dumps(
-            {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+            {"error": {"message": message, "type": error_type, "param": None, "code": code}}
         )
 
     @property

@@ -58,6 +58,15 @@ class OpenAIProvider(ProviderSpec):
     #: ``OpenAI-Beta`` switches API behaviour (e.g. ``assistants=v2``), so it changes answers.
     key_headers = ("openai-beta",)
 
+    def batch_items(self, endpoint: str, body: Mapping[str, Any]) -> list[Any] | None:
+        """A list ``input`` of strings (or of token lists) is embedded item by item."""
+        items = body.get("input") if endpoint == EMBEDDINGS else None
+        if not isinstance(items, list) or not items:
+            return None
+        if all(isinstance(i, str) for i in items) or all(isinstance(i, list) for i in items):
+            return items
+        return None  # a list of token ids is one input, not a batch
+
     # ------------------------------------------------------------------ keys
     def excluded_fields_for(self, endpoint: str) -> frozenset[str]:
         return _RESPONSES_EXCLUDED if endpoint == RESPONSES else self.excluded_fields

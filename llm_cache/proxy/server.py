@@ -66,7 +66,7 @@ class ProxyApp:
             ttl=config.ttl,
             flight_lock_ttl=config.flight_lock_ttl,
         )
-        self.cache = HttpCache(self.engine)
+        self.cache = HttpCache(self.engine, isolate_by=config.isolate_by, secret=config.secret)
         self.counters = ProcessCounters()
         self.cache.bus.subscribe(self.counters)
         self.router = Router(config)
@@ -244,6 +244,27 @@ def create_app(config: Config | None = None, storage: CacheStorage | None = None
     return ProxyApp(config if config is not None else Config(), storage)
 
 
+class LazyApp:
+    """The module-level ``app``: ``uvicorn llm_cache.proxy.server:app`` works, and importing
+    this module still opens no file and no connection (the proxy is built from ``Config()`` on
+    the first ASGI call)."""
+
+    def __init__(self) -> None:
+        self._app: ProxyApp | None = None
+
+    @property
+    def proxy(self) -> ProxyApp:
+        if self._app is None:
+            self._app = create_app(Config())
+        return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.proxy(scope, receive, send)
+
+
+app = LazyApp()
+
+
 def app_factory() -> ProxyApp:
     """For ``uvicorn --factory`` and worker processes: configuration from the environment."""
     return create_app(Config())
@@ -270,6 +291,12 @@ def serve(config: Config, *, workers: int = 1, access_log: bool = False) -> None
         "lifespan": "on",
         "interface": "asgi3",
     }
+    if not config.admin_token and config.proxy_host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning(
+            "serving on %s without LLM_CACHE_ADMIN_TOKEN: anyone who can reach this address "
+            "can read stats and clear or delete cache entries; set LLM_CACHE_ADMIN_TOKEN",
+            config.proxy_host,
+        )
     logger.info(
         "llm-cache proxy on http://%s:%s (backend %s, mode %s)",
         config.proxy_host,

@@ -1,11 +1,14 @@
 """Cache any callable: ``LLMCacheWrapper(...).wrap(func)`` and ``@cached``.
 
-The key covers the function's identity (module and qualified name) and every bound argument,
-defaults applied. A wrapped SDK method (``client.chat.completions.create``) keys on its
-arguments plus the provider and the client's base URL, never on the client object or its API
-key. Values are stored as tagged JSON (``values.py``), never pickled. A returned iterator or
-async iterator (an SDK ``Stream``/``AsyncStream``, a generator) is passed through chunk by
-chunk and stored only when it was consumed to the end; a hit replays equal chunks.
+The key covers the function's name and code, the data it reads from its closure and module
+globals, and every bound argument, defaults applied (``calls.py`` says exactly how); what has
+no key form makes the call run uncached with one ``CacheWarning`` naming it. ``key=`` (a
+function of the call's arguments) and ``ignore=`` (argument or global/closure names) steer it.
+A wrapped SDK method (``client.chat.completions.create``) keys on its arguments plus the
+client's provider, base URL, answer-changing headers and default query, never on its API key.
+Values are stored as tagged JSON (``values.py``), never pickled. A returned iterator or async
+iterator (an SDK ``Stream``/``AsyncStream``, a generator) is passed through chunk by chunk and
+stored only when it was consumed to the end; a hit replays equal chunks (``streams.py``).
 
 Concurrent identical misses run the function once (single-flight, per wrapper): the first
 caller (the leader) runs it; callers with the same key that miss meanwhile wait, then get a
@@ -28,13 +31,24 @@ import inspect
 import logging
 import threading
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from types import ModuleType, TracebackType
+from collections.abc import AsyncIterator, Callable, Iterable
+from types import MethodType, ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
-from llm_cache.cache.key_generator import CREDENTIAL_FIELDS, key_for
+import orjson
+
+from llm_cache.cache.key_generator import CREDENTIAL_FIELDS, _is_plain, hash_payload
 from llm_cache.cache.storage import hit_rate_percent
 from llm_cache.engine import CacheEngine
+from llm_cache.wrapper.calls import (
+    Canonicalizer,
+    FunctionIdentity,
+    Unkeyable,
+    code_names,
+    inspect_unwrap,
+    sdk_client_of,
+)
+from llm_cache.wrapper.streams import Chunks, record, replay
 from llm_cache.wrapper.values import UnstorableValue, dump_checked, load
 
 if TYPE_CHECKING:
@@ -53,6 +67,8 @@ logger = logging.getLogger("llm_cache.wrapper")
 F = TypeVar("F", bound=Callable[..., Any])
 
 VALUE_VERSION = 1
+#: Version of what a wrapper key covers (v2: code, closure and globals, SDK client settings).
+KEY_VERSION = 2
 BYPASS_ARG = "_cache_bypass"
 
 #: Top-level package → provider name.
@@ -79,8 +95,6 @@ _PROVIDER_WORDS = (
     ("mistral", "mistral"),
     ("huggingface", "huggingface"),
 )
-#: Client default headers that change an answer and so enter an SDK method's key.
-_KEY_HEADERS = ("anthropic-version", "anthropic-beta")
 #: SDK-method arguments that never change the answer.
 _SDK_IGNORED_ARGS = frozenset({"timeout"})
 
@@ -142,12 +156,6 @@ def detect_provider(func: Callable[..., Any]) -> str:
     return "unknown"
 
 
-def _sdk_client(func: Callable[..., Any]) -> Any:
-    """The SDK client behind a bound resource method (``__self__._client`` with a base URL)."""
-    client = getattr(getattr(func, "__self__", None), "_client", None)
-    return client if client is not None and hasattr(client, "base_url") else None
-
-
 def _is_async(func: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(func):
         return True
@@ -155,21 +163,6 @@ def _is_async(func: Callable[..., Any]) -> bool:
         return True
     call = type(func).__dict__.get("__call__")
     return not inspect.isroutine(func) and inspect.iscoroutinefunction(call)
-
-
-def _is_plain_data(value: object, depth: int = 0) -> bool:
-    """JSON-like data (what a closure may capture as configuration), small and shallow."""
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return True
-    if depth > 3:
-        return False
-    if isinstance(value, (list, tuple)):
-        return len(value) <= 64 and all(_is_plain_data(v, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return len(value) <= 64 and all(
-            isinstance(k, str) and _is_plain_data(v, depth + 1) for k, v in value.items()
-        )
-    return False
 
 
 def _is_sentinel(value: object) -> bool:
@@ -182,46 +175,70 @@ def _is_sentinel(value: object) -> bool:
 
 
 class _Function:
-    """What the wrapper knows about one wrapped callable."""
+    """What the wrapper knows about one wrapped callable: its name, identity and key rules."""
 
-    def __init__(self, owner: LLMCacheWrapper, func: Callable[..., Any], provider: str | None):
+    def __init__(
+        self,
+        owner: LLMCacheWrapper,
+        func: Callable[..., Any],
+        provider: str | None,
+        key: Callable[..., Any] | None = None,
+        ignore: Iterable[str] = (),
+    ):
         self.owner = owner
         self.func = func
         self.provider = provider or owner.provider or detect_provider(func)
+        self.key_fn = key
+        self.ignore = frozenset((ignore,) if isinstance(ignore, str) else ignore)
         self.warned = False
         try:
             self.signature: inspect.Signature | None = inspect.signature(func)
         except (TypeError, ValueError):
             self.signature = None
         bound_self = getattr(func, "__self__", None)
-        client = _sdk_client(func)
-        if bound_self is not None and not isinstance(bound_self, ModuleType):
+        if isinstance(func, MethodType) or (
+            bound_self is not None and not isinstance(bound_self, (ModuleType, type))
+        ):
             cls = type(bound_self)
             self.name = f"{cls.__module__}.{cls.__qualname__}.{getattr(func, '__name__', '?')}"
+            #: A bound method's instance is keyed at each call, like an argument.
+            self.bound_self: Any = bound_self
         else:
             module = getattr(func, "__module__", None) or "?"
             qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
             self.name = f"{module}.{qualname}"
-        self.sdk = client is not None
-        self.context: dict[str, Any] = {}
-        if client is not None:
-            self.context["provider"] = self.provider
-            self.context["base_url"] = str(client.base_url)
-            headers = _client_headers(client)
-            kept = {h: headers[h] for h in _KEY_HEADERS if h in headers}
-            if kept:
-                self.context["headers"] = kept
-        elif bound_self is not None and not isinstance(bound_self, ModuleType):
-            self.context["self"] = bound_self  # must be keyable (dataclass, model...) to cache
-        self.metadata_base = {"provider": self.provider, "endpoint": self.name}
-        # Closures made by one factory share a qualified name; the plain data they capture
-        # (a model name, a temperature) tells them apart. Objects (clients) are left out.
-        target = inspect.unwrap(getattr(func, "__func__", func))
-        code = getattr(target, "__code__", None)
-        cells = getattr(target, "__closure__", None)
-        self.cells: list[tuple[str, Any]] = (
-            list(zip(code.co_freevars, cells, strict=False)) if code is not None and cells else []
+            self.bound_self = None
+        self.sdk = sdk_client_of(bound_self) is not None
+        #: An SDK resource's key form is fixed (its client's settings are set at construction).
+        self.self_form: Any = (
+            Canonicalizer().value(bound_self, "the method's instance") if self.sdk else None
         )
+        self._check_ignore()
+        self.identity = FunctionIdentity(func, self.ignore, code_only=key is not None)
+        self.metadata_base = {"provider": self.provider, "endpoint": self.name}
+
+    def _check_ignore(self) -> None:
+        """``ignore`` may only name arguments, or globals/closure variables the code reads."""
+        if not self.ignore:
+            return
+        known: set[str] = set()
+        if self.signature is not None:
+            known.update(self.signature.parameters)
+            if any(p.kind is p.VAR_KEYWORD for p in self.signature.parameters.values()):
+                return  # any name may arrive as a keyword argument
+        target = inspect_unwrap(getattr(self.func, "__func__", self.func))
+        code = getattr(target, "__code__", None)
+        if code is not None:
+            read, written, _ = code_names(code)
+            known.update(read, written, code.co_freevars)
+        else:
+            return  # nothing to check against
+        unknown = sorted(self.ignore - known)
+        if unknown:
+            raise ValueError(
+                f"ignore={unknown!r}: {self.name} has no argument, global or closure variable "
+                "of that name"
+            )
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -231,11 +248,12 @@ class _Function:
             return {"args": args, "kwargs": kwargs}
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        arguments = bound.arguments
         out: dict[str, Any] = {}
-        for name, value in arguments.items():
-            if _is_sentinel(value):
+        for name, value in bound.arguments.items():
+            if _is_sentinel(value) or name in self.ignore:
                 continue
+            if self.ignore and isinstance(value, dict) and self._is_var_keyword(name):
+                value = {k: v for k, v in value.items() if k not in self.ignore}
             if self.sdk:
                 if name in _SDK_IGNORED_ARGS:
                     continue
@@ -248,21 +266,30 @@ class _Function:
             out[name] = value
         return out
 
-    def key(self, arguments: dict[str, Any]) -> str:
-        """The cache key; ``TypeError`` when an argument has no canonical form."""
-        material = {"wrapper": VALUE_VERSION, "fn": self.name, "args": arguments}
-        if self.cells:
-            captured = {}
-            for name, cell in self.cells:
-                try:
-                    value = cell.cell_contents
-                except ValueError:  # not bound yet
-                    continue
-                if _is_plain_data(value):
-                    captured[name] = value
-            if captured:
-                material["closure"] = captured
-        return key_for({**material, **self.context})
+    def _is_var_keyword(self, name: str) -> bool:
+        param = self.signature.parameters.get(name) if self.signature is not None else None
+        return param is not None and param.kind is param.VAR_KEYWORD
+
+    def key(self, arguments: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The cache key; raises ``Unkeyable`` naming what has no key form."""
+        material: dict[str, Any] = {
+            "wrapper": KEY_VERSION,
+            "fn": self.name,
+            "id": self.identity.digest(),
+        }
+        ordered = not self.sdk  # an SDK call's arguments become JSON, where order means nothing
+        if self.key_fn is not None:
+            _put(material, "custom", self.key_fn(*args, **kwargs), "the value of key=", ordered)
+        else:
+            _put(material, "args", arguments, "argument", ordered)
+        if self.self_form is not None:
+            material["self"] = self.self_form
+        elif self.bound_self is not None:
+            material["self"] = Canonicalizer().value(self.bound_self, "the method's instance")
+        # every part is JSON-native by now: orjson's output is the canonical form (in insertion
+        # order: two dicts that iterate differently are different arguments to a function)
+        option = 0 if ordered else orjson.OPT_SORT_KEYS
+        return hash_payload(orjson.dumps(material, option=option))
 
     def metadata(self, arguments: dict[str, Any]) -> dict[str, Any]:
         model = arguments.get("model")
@@ -286,32 +313,21 @@ class _Function:
             return None
         return {"v": VALUE_VERSION, "kind": "value", "data": data}
 
-    def chunk_sink(self) -> _Chunks:
-        return _Chunks(self)
+    def chunk_sink(self) -> Chunks:
+        return Chunks(VALUE_VERSION, self.warn)
 
 
-class _Chunks:
-    """Stored forms of a stream's chunks as they pass; ``None`` once one cannot be stored."""
-
-    __slots__ = ("chunks", "fn")
-
-    def __init__(self, fn: _Function) -> None:
-        self.fn = fn
-        self.chunks: list[Any] | None = []
-
-    def add(self, item: Any) -> None:
-        if self.chunks is None:
-            return
-        try:
-            self.chunks.append(dump_checked(item))
-        except UnstorableValue as exc:
-            self.chunks = None
-            self.fn.warn(f"a stream chunk cannot be cached ({exc}); the stream is not stored")
-
-    def value(self, is_async: bool) -> dict[str, Any] | None:
-        if self.chunks is None:
-            return None
-        return {"v": VALUE_VERSION, "kind": "stream", "async": is_async, "chunks": self.chunks}
+def _put(material: dict[str, Any], name: str, value: Any, what: str, ordered: bool) -> None:
+    """Plain JSON data goes in as it is (orjson's fast path); anything else in its key form,
+    under another name so the two can never look alike."""
+    if _is_plain(value):
+        material[name] = value
+        return
+    canon = Canonicalizer(ordered=ordered)
+    if isinstance(value, dict):
+        material["t" + name] = {str(k): canon.value(v, f"{what} {k!r}") for k, v in value.items()}
+    else:
+        material["t" + name] = canon.value(value, what)
 
 
 def _restore(stored: dict[str, Any]) -> Any:
@@ -323,177 +339,8 @@ def _restore(stored: dict[str, Any]) -> Any:
         return load(stored.get("data"))
     if kind == "stream":
         chunks = [load(c) for c in stored.get("chunks") or ()]
-        return _AsyncReplay(chunks) if stored.get("async") else _Replay(chunks)
+        return replay(chunks, is_async=bool(stored.get("async")), dual=bool(stored.get("dual")))
     raise ValueError(f"unknown wrapper entry kind {kind!r}")
-
-
-def _is_async_iterator(value: object) -> bool:
-    return hasattr(type(value), "__anext__")
-
-
-def _is_iterator(value: object) -> bool:
-    return hasattr(type(value), "__next__") and hasattr(type(value), "__iter__")
-
-
-def _client_headers(client: Any) -> dict[str, str]:
-    try:
-        headers = client.default_headers
-    except Exception:
-        return {}
-    if not isinstance(headers, dict):
-        return {}
-    return {str(k).lower(): str(v) for k, v in headers.items() if isinstance(v, str)}
-
-
-# -- streams ----------------------------------------------------------------------------------
-
-
-class _Replay:
-    """A cache hit of a stream: an iterator over restored chunks (closable, a context manager)."""
-
-    def __init__(self, chunks: list[Any]) -> None:
-        self._it = iter(chunks)
-
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        return next(self._it)
-
-    def close(self) -> None:
-        self._it = iter(())
-
-    def __enter__(self) -> _Replay:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class _AsyncReplay:
-    """A cache hit of an async stream."""
-
-    def __init__(self, chunks: list[Any]) -> None:
-        self._it = iter(chunks)
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return next(self._it)
-        except StopIteration:
-            raise StopAsyncIteration from None
-
-    async def close(self) -> None:
-        self._it = iter(())
-
-    aclose = close
-
-    async def __aenter__(self) -> _AsyncReplay:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-class _Recorder:
-    """Passes a sync stream through; stores its chunks when (and only when) it is exhausted.
-
-    Closing it early, or an error from the stream, stores nothing. Other attributes (an SDK
-    ``Stream``'s ``response``) are the wrapped stream's.
-    """
-
-    def __init__(self, inner: Any, sink: _Chunks, done: Callable[[dict[str, Any]], None]):
-        self._inner = inner
-        self._sink: _Chunks | None = sink
-        self._done = done
-
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            item = next(self._inner)
-        except StopIteration:
-            sink, self._sink = self._sink, None
-            if sink is not None and (value := sink.value(False)) is not None:
-                self._done(value)
-            raise
-        except BaseException:
-            self._sink = None
-            raise
-        if self._sink is not None:
-            self._sink.add(item)
-        return item
-
-    def close(self) -> None:
-        self._sink = None
-        close = getattr(self._inner, "close", None)
-        if callable(close):
-            close()
-
-    def __enter__(self) -> _Recorder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-class _AsyncRecorder:
-    """The async counterpart of ``_Recorder`` (an SDK ``AsyncStream``, an async generator)."""
-
-    def __init__(
-        self,
-        inner: Any,
-        sink: _Chunks,
-        done: Callable[[dict[str, Any]], Awaitable[Any]],
-    ):
-        self._inner = inner
-        self._sink: _Chunks | None = sink
-        self._done = done
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            item = await self._inner.__anext__()
-        except StopAsyncIteration:
-            sink, self._sink = self._sink, None
-            if sink is not None and (value := sink.value(True)) is not None:
-                await self._done(value)
-            raise
-        except BaseException:
-            self._sink = None
-            raise
-        if self._sink is not None:
-            self._sink.add(item)
-        return item
-
-    async def close(self) -> None:
-        self._sink = None
-        for name in ("close", "aclose"):
-            method = getattr(self._inner, name, None)
-            if callable(method):
-                result = method()
-                if inspect.isawaitable(result):
-                    await result
-                return
-
-    aclose = close
-
-    async def __aenter__(self) -> _AsyncRecorder:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 # -- single-flight ----------------------------------------------------------------------------
@@ -565,6 +412,15 @@ class LLMCacheWrapper:
         self.hits = 0
         self.misses = 0
 
+    @property
+    def forced_provider(self) -> str | None:
+        """The provider given to the constructor (the original project's attribute name)."""
+        return self.provider
+
+    @forced_provider.setter
+    def forced_provider(self, value: str | None) -> None:
+        self.provider = value
+
     # -- storage and engine (lazy) ------------------------------------------------------------
 
     @property
@@ -592,9 +448,21 @@ class LLMCacheWrapper:
 
     # -- wrapping -----------------------------------------------------------------------------
 
-    def wrap(self, func: F, *, provider: str | None = None) -> F:
-        """A caching version of ``func`` (sync, ``async def``, or returning a stream)."""
-        fn = _Function(self, func, provider)
+    def wrap(
+        self,
+        func: F,
+        *,
+        provider: str | None = None,
+        key: Callable[..., Any] | None = None,
+        ignore: Iterable[str] = (),
+    ) -> F:
+        """A caching version of ``func`` (sync, ``async def``, or returning a stream).
+
+        ``key``: called with the call's arguments, its value stands for them (and for the data
+        the function reads) in the key; the function's code still counts. ``ignore``: names of
+        arguments, or of globals/closure variables the function reads, left out of the key.
+        """
+        fn = _Function(self, func, provider, key, ignore)
         wrapper: Callable[..., Any]
         if inspect.isasyncgenfunction(func):
             wrapper = self._wrap_async_gen(fn)
@@ -607,7 +475,7 @@ class LLMCacheWrapper:
 
         def cache_key(*args: Any, **kwargs: Any) -> str:
             kwargs.pop(BYPASS_ARG, None)
-            return fn.key(fn.arguments(args, kwargs))
+            return fn.key(fn.arguments(args, kwargs), args, kwargs)
 
         wrapper.__cache_key__ = cache_key  # type: ignore[attr-defined]
         wrapper.cache_wrapper = self  # type: ignore[attr-defined]
@@ -625,9 +493,9 @@ class LLMCacheWrapper:
         except TypeError:
             return None  # the call itself will raise the right error
         try:
-            return fn.key(arguments), arguments
-        except TypeError as exc:
-            fn.warn(f"{exc}; the call is not cached")
+            return fn.key(arguments, args, kwargs), arguments
+        except Unkeyable as exc:
+            fn.warn(f"{exc}; the call is not cached (pass key= or ignore= to steer the key)")
             return None
 
     def _wrap_sync(self, fn: _Function) -> Callable[..., Any]:
@@ -692,14 +560,12 @@ class LLMCacheWrapper:
         def store(value: dict[str, Any]) -> None:
             engine.store_sync(key, value, metadata=metadata)
 
-        if _is_async_iterator(result):
+        async def astore(value: dict[str, Any]) -> None:
+            await engine.store(key, value, metadata=metadata)
 
-            async def astore(value: dict[str, Any]) -> None:
-                await engine.store(key, value, metadata=metadata)
-
-            return _AsyncRecorder(result, fn.chunk_sink(), astore)
-        if _is_iterator(result):
-            return _Recorder(result, fn.chunk_sink(), store)
+        recorder = record(result, fn.chunk_sink(), store, astore)
+        if recorder is not None:
+            return recorder
         value = fn.stored_value(result)
         if value is not None:
             if flight is not None:
@@ -792,14 +658,12 @@ class LLMCacheWrapper:
         async def store(value: dict[str, Any]) -> None:
             await engine.store(key, value, metadata=metadata)
 
-        if _is_async_iterator(result):
-            return _AsyncRecorder(result, fn.chunk_sink(), store)
-        if _is_iterator(result):
+        def store_sync(value: dict[str, Any]) -> None:
+            engine.store_sync(key, value, metadata=metadata)
 
-            def store_sync(value: dict[str, Any]) -> None:
-                engine.store_sync(key, value, metadata=metadata)
-
-            return _Recorder(result, fn.chunk_sink(), store_sync)
+        recorder = record(result, fn.chunk_sink(), store_sync, store)
+        if recorder is not None:
+            return recorder
         value = fn.stored_value(result)
         if value is not None:
             if shared is not None:
@@ -842,7 +706,7 @@ class LLMCacheWrapper:
                 async for item in gen:
                     sink.add(item)
                     yield item
-            value = sink.value(True)
+            value = sink.value("async")
             if value is not None and engine.writes:
                 await engine.store(key, value, metadata=fn.metadata(arguments))
 
@@ -863,6 +727,7 @@ class LLMCacheWrapper:
         return {
             "hits": self.hits,
             "misses": self.misses,
+            "total_requests": self.hits + self.misses,
             "hit_rate": hit_rate_percent(self.hits, self.misses),
             "size": storage.get_size(),
             "max_size": storage.max_size,
@@ -934,7 +799,11 @@ def cached(func: F, /) -> F: ...
 
 @overload
 def cached(
-    *, provider: str | None = None, storage: CacheStorage | None = None
+    *,
+    provider: str | None = None,
+    storage: CacheStorage | None = None,
+    key: Callable[..., Any] | None = None,
+    ignore: Iterable[str] = (),
 ) -> Callable[[F], F]: ...
 
 
@@ -944,12 +813,18 @@ def cached(
     *,
     provider: str | None = None,
     storage: CacheStorage | None = None,
+    key: Callable[..., Any] | None = None,
+    ignore: Iterable[str] = (),
 ) -> F | Callable[[F], F]:
-    """Decorator: ``@cached`` or ``@cached(provider="openai", storage=SQLiteStorage(...))``."""
+    """Decorator: ``@cached`` or ``@cached(provider="openai", storage=SQLiteStorage(...))``.
+
+    ``key=lambda text, **kw: text`` keys calls by what it returns (plus the function's code);
+    ``ignore=("verbose",)`` leaves arguments (or globals/closure variables) out of the key.
+    """
     wrapper = LLMCacheWrapper(storage) if storage is not None else _default_wrapper()
 
     def decorate(f: F) -> F:
-        return wrapper.wrap(f, provider=provider)
+        return wrapper.wrap(f, provider=provider, key=key, ignore=ignore)
 
     if func is not None:
         return decorate(func)

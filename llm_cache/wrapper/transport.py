@@ -53,7 +53,7 @@ def match_endpoint(
 
 def _engine(
     storage: CacheStorage | None, mode: str | None, config: Config | None, ttl: float | None
-) -> tuple[CacheEngine, bool]:
+) -> tuple[CacheEngine, bool, Config | None]:
     if storage is None or mode is None or ttl is None:
         config = config if config is not None else Config()
     owns = storage is None
@@ -66,7 +66,7 @@ def _engine(
         ttl=ttl if ttl is not None else config.ttl if config else None,
         flight_lock_ttl=config.flight_lock_ttl if config else 60.0,
     )
-    return engine, owns
+    return engine, owns, config
 
 
 def _cache_request(request: httpx2.Request, body: bytes) -> CacheRequest | None:
@@ -111,8 +111,12 @@ class _Base:
         config: Config | None,
         ttl: float | None,
     ) -> None:
-        engine, self.owns_storage = _engine(storage, mode, config, ttl)
-        self.cache = HttpCache(engine)
+        engine, self.owns_storage, config = _engine(storage, mode, config, ttl)
+        self.cache = HttpCache(
+            engine,
+            isolate_by=config.isolate_by if config else "none",
+            secret=config.secret if config else None,
+        )
 
     @property
     def engine(self) -> CacheEngine:

@@ -43,27 +43,64 @@ class UnstorableValue(TypeError):
 
 
 def dump_checked(value: Any) -> Any:
-    """``dump(value)``, verified: ``load`` of the result must equal ``value``.
+    """``dump(value)``, verified: what ``load`` makes of the result must stand for ``value``.
 
-    Pydantic models are first dumped with only their set fields (faithful ``to_json``); when
-    that does not round-trip (a ``default_factory`` that makes a new value each time), with all
-    fields. Raises ``UnstorableValue`` when neither gives back an equal value.
+    Forms are tried from the most faithful and cheapest on; the first that proves itself wins:
+
+    1. pydantic models with only their set fields (faithful ``to_json``), then with all fields
+       (a ``default_factory`` that makes a new value each time): ``load`` must give an equal
+       value;
+    2. pydantic models by their state (``__dict__``, extra and private attributes, set fields),
+       nested values tagged, restored without validation as pydantic's own ``copy`` does: a
+       litellm ``ModelResponse`` (private ``_hidden_params``), a llama-index
+       ``CompletionResponse`` holding an SDK object in an ``Any`` field; equal again;
+    3. a model whose class cannot be imported back (instructor makes subclasses at run time)
+       is restored as its nearest importable pydantic base class, accepted only when the JSON
+       form of the restored value equals the original's.
+
+    Raises ``UnstorableValue`` when no form proves itself.
     """
     reason = "does not come back equal after storing"
-    for full in (False, True):
-        data = dump(value, full=full)
+    has_model = _has_model(value)
+    for mode in _MODES if has_model else _MODES[:1]:
         try:
-            if load(data) == value:
+            data = dump(value, mode=mode)
+        except UnstorableValue as exc:
+            if mode == "set":
+                raise
+            reason = f"has no stored form ({exc})"
+            continue
+        try:
+            restored = load(data)
+            if restored == value if mode != "nearest" else _same_json(restored, value):
                 return data
         except Exception as exc:
             reason = f"cannot be restored ({exc})"
-        if not _has_model(value):
-            break
     raise UnstorableValue(f"a value of type {_type_path(type(value))} {reason}")
 
 
-def dump(value: Any, *, full: bool = False) -> Any:
-    """JSON-able stored form of ``value``; raises ``UnstorableValue`` for anything else."""
+#: The pydantic forms ``dump_checked`` tries, in order.
+_MODES = ("set", "full", "state", "nearest")
+
+
+def _same_json(restored: Any, value: Any) -> bool:
+    from pydantic_core import to_jsonable_python
+
+    try:
+        return bool(to_jsonable_python(restored) == to_jsonable_python(value))
+    except Exception:
+        return False
+
+
+def dump(value: Any, *, full: bool = False, mode: str | None = None) -> Any:
+    """JSON-able stored form of ``value``; raises ``UnstorableValue`` for anything else.
+
+    ``mode`` picks the pydantic form (``dump_checked``): ``set`` (default), ``full``,
+    ``state`` or ``nearest``; ``full=True`` is ``mode="full"``.
+    """
+    if mode is None:
+        mode = "full" if full else "set"
+    full = mode != "set"
     t = type(value)
     if t is str or t is bool or value is None:
         return value
@@ -72,16 +109,16 @@ def dump(value: Any, *, full: bool = False) -> Any:
     if t is float:
         return value if math.isfinite(value) else {_TAG: "float", "v": repr(value)}
     if t is list:
-        return [dump(v, full=full) for v in value]
+        return [dump(v, mode=mode) for v in value]
     if t is dict:
         if _TAG not in value and all(type(k) is str for k in value):
-            return {k: dump(v, full=full) for k, v in value.items()}
-        pairs = [[dump(k, full=full), dump(v, full=full)] for k, v in value.items()]
+            return {k: dump(v, mode=mode) for k, v in value.items()}
+        pairs = [[dump(k, mode=mode), dump(v, mode=mode)] for k, v in value.items()]
         return {_TAG: "dict", "v": pairs}
     if t is tuple:
-        return {_TAG: "tuple", "v": [dump(v, full=full) for v in value]}
+        return {_TAG: "tuple", "v": [dump(v, mode=mode) for v in value]}
     if t is set or t is frozenset:
-        return {_TAG: t.__name__, "v": [dump(v, full=full) for v in value]}
+        return {_TAG: t.__name__, "v": [dump(v, mode=mode) for v in value]}
     if t is bytes:
         return {_TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
     if t is _dt.datetime or t is _dt.date or t is _dt.time:
@@ -93,18 +130,21 @@ def dump(value: Any, *, full: bool = False) -> Any:
     if t is uuid.UUID:
         return {_TAG: "uuid", "v": str(value)}
     if _is_pydantic_model(value):
+        if mode == "state":
+            return _dump_state(value, t)
+        path = _type_path(t) if mode != "nearest" else _nearest_importable(t)
         data = value.model_dump(mode="json", exclude_unset=not full)
-        node: dict[str, Any] = {_TAG: "pydantic", "cls": _type_path(t), "v": data}
-        if _lax_needed(t, data):
+        node: dict[str, Any] = {_TAG: "pydantic", "cls": path, "v": data}
+        if _lax_needed(resolve_class(path, "pydantic") if mode == "nearest" else t, data):
             node["lax"] = 1
         return node
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {
-            f.name: dump(getattr(value, f.name), full=full) for f in dataclasses.fields(value)
+            f.name: dump(getattr(value, f.name), mode=mode) for f in dataclasses.fields(value)
         }
         return {_TAG: "dataclass", "cls": _type_path(t), "v": fields}
     if isinstance(value, tuple) and hasattr(t, "_fields") and hasattr(t, "_make"):
-        return {_TAG: "namedtuple", "cls": _type_path(t), "v": [dump(v, full=full) for v in value]}
+        return {_TAG: "namedtuple", "cls": _type_path(t), "v": [dump(v, mode=mode) for v in value]}
     raise UnstorableValue(f"values of type {_type_path(t)} cannot be cached safely")
 
 
@@ -127,6 +167,8 @@ def load(data: Any) -> Any:
         if data.get("lax") and _is_sdk_model(cls):
             return cls.construct(**v)
         return cls.model_validate(v)
+    if tag == "pydantic_state":
+        return _load_state(data)
     if tag == "tuple":
         return tuple(load(x) for x in v)
     if tag == "dict":
@@ -163,6 +205,58 @@ def load(data: Any) -> Any:
     if tag == "uuid":
         return uuid.UUID(v)
     raise ValueError(f"unknown stored value tag {tag!r}")
+
+
+# -- pydantic models by state ---------------------------------------------------------------
+
+
+def _dump_state(value: Any, t: type) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        _TAG: "pydantic_state",
+        "cls": _type_path(t),
+        "v": dump(dict(value.__dict__), mode="state"),
+        "set": sorted(value.__pydantic_fields_set__),
+    }
+    extra = getattr(value, "__pydantic_extra__", None)
+    if extra is not None:
+        node["extra"] = dump(dict(extra), mode="state")
+    private = getattr(value, "__pydantic_private__", None)
+    if private is not None:
+        node["private"] = dump(dict(private), mode="state")
+    return node
+
+
+def _load_state(data: dict[str, Any]) -> Any:
+    """A model rebuilt from its state without validation (what pydantic's ``__copy__`` does)."""
+    cls = resolve_class(data["cls"], "pydantic")
+    obj = cls.__new__(cls)
+    state = load(data["v"])
+    if not isinstance(state, dict):
+        raise ValueError("a pydantic state must be a dict")
+    object.__setattr__(obj, "__dict__", state)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(data.get("set") or ()))
+    extra = data.get("extra")
+    object.__setattr__(obj, "__pydantic_extra__", None if extra is None else load(extra))
+    private = data.get("private")
+    object.__setattr__(obj, "__pydantic_private__", None if private is None else load(private))
+    return obj
+
+
+def _nearest_importable(t: type) -> str:
+    """The class path of ``t`` or of its nearest pydantic base that can be imported back."""
+    base = _pydantic_base()
+    for cls in t.__mro__:
+        if base is None or not isinstance(cls, type) or not issubclass(cls, base):
+            continue
+        if cls is base:
+            break
+        path = _type_path(cls)
+        try:
+            if resolve_class(path, "pydantic") is cls:
+                return path
+        except (ValueError, AttributeError, ImportError):
+            continue
+    raise UnstorableValue(f"no importable pydantic class for {_type_path(t)}")
 
 
 # -- classes --------------------------------------------------------------------------------

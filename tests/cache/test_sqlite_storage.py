@@ -74,11 +74,16 @@ def test_invalid_arguments(tmp_path: Path) -> None:
         SQLiteStorage(":memory:")
 
 
-def test_newer_schema_is_refused(db_path: Path) -> None:
+def test_newer_schema_is_refused_but_never_changed(db_path: Path) -> None:
+    """A newer version's file is left alone: every call fails (front ends serve uncached)."""
     SQLiteStorage(db_path).close()
     raw(db_path).execute("PRAGMA user_version = 99")
+    storage = SQLiteStorage(db_path)  # start-up goes on
     with pytest.raises(StorageError, match="newer"):
-        SQLiteStorage(db_path)
+        storage.get("k")
+    with pytest.raises(StorageError, match="newer"):
+        storage.health_check()
+    assert raw(db_path).execute("PRAGMA user_version").fetchone()[0] == 99
 
 
 def test_older_schema_is_replaced_with_a_warning(
@@ -457,3 +462,182 @@ def test_waiting_for_a_held_lock_times_out(tmp_path: Path) -> None:
     storage = SQLiteStorage(db_path=str(tmp_path / "c.db"))
     assert storage.try_lock("k", 30) is not None
     assert asyncio.run(storage.await_unlocked("k", timeout=0.1)) is False
+
+
+# -- a file that cannot serve never stops start-up (issue 9 item 5) ---------------------------
+
+
+@pytest.fixture
+def fast_recovery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-open attempts and file checks at every call instead of every few seconds."""
+    import llm_cache.cache.sqlite_storage as module
+
+    monkeypatch.setattr(module, "_REOPEN_INTERVAL", 0.0, raising=False)
+    monkeypatch.setattr(module, "_CHECK_INTERVAL", 0.0, raising=False)
+
+
+def log_lines(caplog: pytest.LogCaptureFixture, word: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if word in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"this is not a database at all" * 100,
+        b"SQLite format 3\x00" + bytes(range(256)) * 20,  # the magic, then nonsense
+    ],
+    ids=["garbage", "valid-magic-bad-header"],
+)
+def test_a_corrupt_file_is_moved_aside_and_replaced(
+    db_path: Path, garbage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(garbage)
+    with caplog.at_level(logging.WARNING, logger="llm_cache"):
+        storage = SQLiteStorage(db_path)  # today: sqlite3.DatabaseError, start-up dies
+    storage.set("k", {"v": 1})
+    assert storage.get("k") == {"v": 1}
+    aside = list(db_path.parent.glob("cache.db.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == garbage  # kept, never deleted
+    assert len(log_lines(caplog, "moved aside")) == 1
+    storage.close()
+
+
+@pytest.mark.parametrize("where", ["directory at the path", "file as the parent"])
+def test_an_unopenable_path_serves_uncached_then_recovers(
+    tmp_path: Path, where: str, fast_recovery: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    if where == "directory at the path":
+        path = tmp_path / "cache.db"
+        path.mkdir()
+    else:
+        (tmp_path / "blocker").write_text("a file, not a directory")
+        path = tmp_path / "blocker" / "cache.db"
+    with caplog.at_level(logging.ERROR, logger="llm_cache"):
+        storage = SQLiteStorage(path)  # today: an exception, start-up dies
+    assert log_lines(caplog, "serving uncached")
+    with pytest.raises(StorageError):
+        storage.get("k")
+    with pytest.raises(StorageError):
+        storage.health_check()
+    # the cause goes away: the next call opens the file
+    if where == "directory at the path":
+        path.rmdir()
+    else:
+        (tmp_path / "blocker").unlink()
+    storage.set("k", {"v": 1})
+    assert storage.get("k") == {"v": 1}
+    storage.close()
+
+
+CHMOD_SCRIPT = """
+import os, sys
+from llm_cache.cache.sqlite_storage import SQLiteStorage
+from llm_cache.cache.storage import StorageError
+if os.geteuid() == 0:  # root reads any file: become nobody (imports are done)
+    os.setegid(65534)
+    os.seteuid(65534)
+storage = SQLiteStorage(sys.argv[1])
+try:
+    storage.get("k")
+except StorageError as exc:
+    print("uncached:", exc)
+else:
+    print("opened")
+"""
+
+
+def test_an_unreadable_file_serves_uncached(tmp_path: Path) -> None:
+    """chmod 000, in a subprocess that drops root (which reads any file) before opening."""
+    import subprocess
+    import sys
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="llm-cache-chmod-"))
+    try:
+        shared.chmod(0o777)
+        path = shared / "cache.db"
+        SQLiteStorage(path).close()
+        path.chmod(0o000)
+        done = subprocess.run(
+            [sys.executable, "-c", CHMOD_SCRIPT, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=shared,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("uncached:"), done.stdout + done.stderr
+        assert "serving uncached" in done.stderr
+    finally:
+        for p in shared.glob("*"):
+            p.chmod(0o600)
+            p.unlink()
+        shared.rmdir()
+
+
+def test_a_file_deleted_while_open_is_noticed_and_made_anew(
+    db_path: Path, fast_recovery: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = SQLiteStorage(db_path)
+    storage.set("before", {"v": 0})
+    db_path.unlink()  # rm llm_cache.db while the proxy runs
+    with caplog.at_level(logging.WARNING, logger="llm_cache"):
+        assert storage.get("before") is None
+        storage.set("after", {"v": 1})
+    assert len(log_lines(caplog, "was deleted while in use")) == 1
+    assert db_path.exists()  # today: writes go on into the deleted file, nothing on disk
+    assert storage.get("after") == {"v": 1}
+    storage.close()
+    reopened = raw(db_path)
+    keys = [r[0] for r in reopened.execute("SELECT key FROM entries")]
+    assert keys == ["after"]
+
+
+def test_the_wal_stays_small_between_checkpoints(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path, max_size=100_000)
+    wal = Path(f"{db_path}-wal")
+    value = {"text": "x" * 8000}
+    largest = 0
+    for i in range(3000):  # ~24 MB written
+        storage.set(f"k{i}", value)
+        if i % 50 == 0 and wal.exists():
+            largest = max(largest, wal.stat().st_size)
+    storage.close()
+    assert largest <= 8 * 1024 * 1024, f"WAL grew to {largest / 2**20:.1f} MiB"  # today: 24+
+
+
+@pytest.fixture
+def tiny_disk() -> Iterator[Path]:
+    """A real 2 MiB filesystem (tmpfs): needs root and mount permission, else skipped."""
+    import os
+    import subprocess
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where = Path(tempfile.mkdtemp(prefix="llm-cache-tiny-"))
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        where.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+        where.rmdir()
+
+
+def test_a_small_disk_keeps_storing(tiny_disk: Path) -> None:
+    storage = SQLiteStorage(tiny_disk / "cache.db", max_size=300)
+    value = {"text": "y" * 1000}
+    for i in range(1500):  # today: StorageError (disk full) after a few dozen entries
+        storage.set(f"k{i}", value)
+    assert storage.get_size() == 300
+    assert storage.get("k1499") == value
+    storage.close()

@@ -15,7 +15,7 @@ import pytest
 from anthropic.types import Message
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from llm_cache.wrapper.values import UnstorableValue, dump, dump_checked, load, resolve_class
 
@@ -204,3 +204,37 @@ def test_unknown_tags_are_errors() -> None:
 def test_dump_is_plain_json() -> None:
     data = dump({"a": (1, b"x"), "m": Answer(text="t")})
     assert orjson.loads(orjson.dumps(data)) == data
+
+
+class WithPrivate(BaseModel):
+    text: str
+    _meta: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+
+def test_a_model_with_private_state_round_trips_through_json_bytes() -> None:
+    value = WithPrivate(text="t")
+    value._meta = {"cost": 0.5, "when": dt.date(2024, 1, 2)}
+    stored = dump_checked(value)
+    assert stored["__t"] == "pydantic_state"
+    restored = roundtrip(value)
+    assert type(restored) is WithPrivate and restored == value
+    assert restored._meta == {"cost": 0.5, "when": dt.date(2024, 1, 2)}
+
+
+def test_a_run_time_subclass_is_stored_as_its_nearest_importable_base() -> None:
+    from pydantic import create_model
+
+    made = create_model("Made", __base__=Answer)  # like instructor's Partial[Answer]
+    value = made(text="t", sources=["s"])
+    stored = dump_checked(value)
+    assert stored["cls"].endswith(":Answer")
+    restored = roundtrip(value)
+    assert type(restored) is Answer and restored.model_dump() == value.model_dump()
+    wider = create_model("Wider", __base__=Answer, extra_field=(int, 0))
+    with pytest.raises(UnstorableValue):  # the base cannot carry the new field: refused, not lost
+        dump_checked(wider(text="t", extra_field=5))
+
+
+def test_pydantic_state_restores_only_pydantic_classes() -> None:
+    with pytest.raises(ValueError, match="not a pydantic class"):
+        load({"__t": "pydantic_state", "cls": "os:system", "v": {}, "set": []})
