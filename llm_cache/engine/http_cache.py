@@ -218,7 +218,9 @@ class HttpCache:
         body = controls.body
         event.model = provider.model(match, body)
         event.namespace = controls.namespace
-        reason = provider.never_cache(match.endpoint, body)
+        reason = provider.never_cache(match.endpoint, body) or provider.never_cache_url(
+            match, req.url
+        )
         if reason is not None:
             logger.debug("forwarding uncached: %s", reason)
             return await self._passthrough(

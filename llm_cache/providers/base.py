@@ -24,7 +24,7 @@ The class is I/O-free; every method is pure.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -43,6 +43,7 @@ __all__ = [
     "RouteMatch",
     "RouteSpec",
     "SSEFraming",
+    "UpstreamSigner",
     "Usage",
 ]
 
@@ -52,6 +53,10 @@ DEFAULT_EXCLUDED_FIELDS = frozenset({"stream", "user", "metadata"})
 
 #: Query parameters that carry credentials: never in a key, a stored request or a log line.
 CREDENTIAL_QUERY = frozenset({"key", "api_key", "api-key", "x-api-key"})
+
+
+#: ``(method, url, headers, body) -> headers | None``: see ``ProviderSpec.upstream_signer``.
+UpstreamSigner = Callable[[str, str, list[tuple[str, str]], bytes], "list[tuple[str, str]] | None"]
 
 
 # -- framing ----------------------------------------------------------------------------------
@@ -285,6 +290,17 @@ class ProviderSpec:
 
     def never_cache(self, endpoint: str, body: Mapping[str, Any]) -> str | None:
         """Why this request must be forwarded uncached (mutable server-side state), or None."""
+        return None
+
+    def never_cache_url(self, match: RouteMatch, url: str) -> str | None:
+        """Why a request must be forwarded uncached judging by its URL (query included), or
+        None (Gemini: a stream without ``alt=sse`` is a JSON array the cache does not keep)."""
+        return None
+
+    def upstream_signer(self, config: Any) -> UpstreamSigner | None:
+        """Made once per proxy app: rewrites the headers of each upstream request (Bedrock
+        re-signs with the proxy's AWS credentials). It returns ``None`` when it cannot
+        authenticate the request (the proxy answers 401). ``None`` here: headers as they are."""
         return None
 
     def model(self, match: RouteMatch, body: Mapping[str, Any]) -> str:
