@@ -130,6 +130,13 @@ class Config:
     memory_tier_size: int = 0
     memory_tier_ttl: float = 5.0
     flight_lock_ttl: float = 60.0
+    # More providers (SPEC round 2). None: the provider is not served until it is set.
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    ollama_base_url: str = "http://127.0.0.1:11434"
+    cohere_base_url: str = "https://api.cohere.com"
+    azure_openai_base_url: str | None = None
+    bedrock_base_url: str | None = None  # default: from aws_region
+    aws_region: str | None = None
     # -- engine limits (issue 8/9) --
     upstream_read_timeout: float = 600.0
     max_body_bytes: int = 32 * 1024 * 1024
@@ -232,6 +239,16 @@ class Config:
             tier_ttl = _parse_ttl(p + "MEMORY_TIER_TTL", v)
             if tier_ttl is not None:
                 self.memory_tier_ttl = tier_ttl
+        self._load_provider_settings(env, get)
+
+    def _load_provider_settings(self, env: Mapping[str, str], get: Any) -> None:
+        """Upstreams of the round-2 providers; the AWS region falls back to AWS's own."""
+        for name in ("GEMINI", "OLLAMA", "COHERE", "AZURE_OPENAI", "BEDROCK"):
+            if v := get(f"{name}_BASE_URL"):
+                setattr(self, f"{name.lower()}_base_url", v)
+        region = get("AWS_REGION") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        if region and region.strip():
+            self.aws_region = region.strip()
 
     def _validate(self) -> None:
         p = ENV_PREFIX
@@ -273,6 +290,21 @@ class Config:
                 f"{p}MEMORY_TIER_TTL must be a positive number of seconds, "
                 f"got {self.memory_tier_ttl!r}"
             )
+        self._validate_provider_settings()
+
+    def _validate_provider_settings(self) -> None:
+        p = ENV_PREFIX
+        for name in ("gemini", "ollama", "cohere", "azure_openai", "bedrock"):
+            attr = f"{name}_base_url"
+            value = getattr(self, attr)
+            if value is not None:
+                setattr(self, attr, _check_url(p + attr.upper(), value, ("http", "https")))
+        if self.aws_region is not None and not all(
+            c.isalnum() or c == "-" for c in self.aws_region
+        ):
+            raise ValueError(f"{p}AWS_REGION must look like us-east-1, got {self.aws_region!r}")
+        if self.bedrock_base_url is None and self.aws_region:
+            self.bedrock_base_url = f"https://bedrock-runtime.{self.aws_region}.amazonaws.com"
 
     def __repr__(self) -> str:
         """Like the dataclass repr, but from ``to_dict()``: no secret ever reaches a log line."""

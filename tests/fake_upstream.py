@@ -11,7 +11,10 @@ Routes (matched on the path *suffix*, so any prefix such as ``/openai/v1`` works
 * ``POST …/chat/completions`` - JSON, or SSE (``data: {...}`` chunks, ``data: [DONE]``) when
   ``stream`` is true; ``stream_options.include_usage``; ``n`` choices; ``logprobs``; a tool call to
   the first tool (JSON arguments built from its schema) when ``tools`` is given;
-  ``max_tokens``/``max_completion_tokens`` truncate the text (finish_reason ``length``).
+  ``max_tokens``/``max_completion_tokens`` truncate the text (finish_reason ``length``);
+  ``audio`` for ``modalities: ["text", "audio"]``, OpenRouter's ``reasoning`` /
+  ``reasoning_details`` for ``reasoning``, ``annotations`` for ``web_search_options``
+  (``_Call.chat_extras``).
 * ``POST …/completions`` (legacy), ``POST …/embeddings`` (``encoding_format`` float or base64),
   ``POST …/responses`` (JSON or the real event sequence ``response.created`` …
   ``response.completed``), ``GET …/models`` (an uncached path).
@@ -39,6 +42,8 @@ attribute              header                        effect
 ``size``               ``x-fake-size``               the answer text is exactly this many bytes
 (none)                 ``x-fake-error-200``          status 200 with an error body
 (none)                 ``x-fake-not-json``           status 200, JSON content type, HTML body
+(none)                 ``x-fake-reject-stream-       422 (Mistral's shape) for a body with
+                       options``                     ``stream_options``
 =====================  ============================  =========================================
 
 Every request is recorded in :attr:`FakeUpstream.requests` (method, path, headers, parsed body).
@@ -395,6 +400,25 @@ class _Call:
                 obj = {"error": {"message": "upstream overloaded", "type": "server_error"}}
             await self.send_json(200, obj)
             return
+        if self.headers.get("x-fake-reject-stream-options") and "stream_options" in self.body:
+            # Mistral's answer to a field it does not know (its OpenAI-compatible API).
+            detail = {
+                "type": "extra_forbidden",
+                "loc": ["body", "stream_options"],
+                "msg": "Extra inputs are not permitted",
+                "input": self.body["stream_options"],
+            }
+            await self.send_json(
+                422,
+                {
+                    "object": "error",
+                    "message": {"detail": [detail]},
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                },
+            )
+            return
         if self.headers.get("x-fake-not-json"):
             await self.send(
                 {
@@ -500,11 +524,15 @@ class _Call:
                 completion_tokens += _tokens(args_json) + 5
             else:
                 text, cut = self.text("chat", snippet, i, max_tokens)
+                extras, before, after = self.chat_extras(text, i)
                 choices_data.append(
                     {
-                        "content": text,
+                        "content": None if "audio" in extras else text,
                         "tool_calls": None,
                         "finish_reason": "length" if cut else "stop",
+                        "extras": extras,
+                        "deltas_before": before,
+                        "deltas_after": after,
                     }
                 )
                 completion_tokens += _tokens(text)
@@ -531,6 +559,7 @@ class _Call:
                 }
                 if c["tool_calls"]:
                     message["tool_calls"] = c["tool_calls"]
+                message.update(c.get("extras") or {})
                 choices.append(
                     {
                         "index": i,
@@ -631,7 +660,13 @@ class _Call:
                         )
                     )
             else:
-                for piece in self.pieces(c["content"]):
+                for delta in c["deltas_before"]:
+                    events.append(
+                        chunk(
+                            [{"index": i, "delta": delta, "logprobs": None, "finish_reason": None}]
+                        )
+                    )
+                for piece in self.pieces(c["content"]) if c["content"] is not None else []:
                     lp = _logprobs([piece]) if want_logprobs else None
                     events.append(
                         chunk(
@@ -643,6 +678,12 @@ class _Call:
                                     "finish_reason": None,
                                 }
                             ]
+                        )
+                    )
+                for delta in c["deltas_after"]:
+                    events.append(
+                        chunk(
+                            [{"index": i, "delta": delta, "logprobs": None, "finish_reason": None}]
                         )
                     )
             events.append(
@@ -661,6 +702,67 @@ class _Call:
             events.append(chunk([], usage))
         events.append(b"data: [DONE]\n\n")
         await self.send_sse(events)
+
+    def chat_extras(
+        self, text: str, index: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Message fields some chat requests add, as the full message holds them and as the
+        deltas that stream them (before and after the content):
+
+        * ``modalities: ["text", "audio"]``: ``audio`` (``id``, ``data``, ``expires_at``,
+          ``transcript``) instead of ``content``; streamed as ``id`` + transcript pieces, data
+          pieces, then an ``expires_at``-only delta, like OpenAI's audio models.
+        * ``reasoning`` (OpenRouter): ``reasoning`` text and ``reasoning_details`` (a text entry at
+          index 0 streamed in fragments, an encrypted entry at index 1).
+        * ``web_search_options``: ``annotations`` (url citations), streamed in one delta.
+        """
+        b = self.body
+        extras: dict[str, Any] = {}
+        before: list[dict[str, Any]] = []
+        after: list[dict[str, Any]] = []
+        if b.get("reasoning") is not None:
+            thought = f"Thinking about it [h={self.hash(f'reasoning{index}')}] step by step."
+            sealed = base64.b64encode(thought.encode()).decode()
+            extras["reasoning"] = thought
+            extras["reasoning_details"] = [
+                {"type": "reasoning.text", "text": thought, "format": "unknown", "index": 0},
+                {"type": "reasoning.encrypted", "data": sealed, "format": "unknown", "index": 1},
+            ]
+            for piece in self.pieces(thought):
+                detail = {"type": "reasoning.text", "text": piece, "format": "unknown", "index": 0}
+                before.append({"reasoning": piece, "reasoning_details": [detail]})
+            before.append({"reasoning_details": [extras["reasoning_details"][1]]})
+        if "audio" in (b.get("modalities") or ()):
+            audio_id = f"audio_fake{self.serial:06d}{index}"
+            data = base64.b64encode(("PCM16:" + text).encode()).decode()
+            expires_at = self.now() + 3600
+            extras["audio"] = {
+                "id": audio_id,
+                "data": data,
+                "expires_at": expires_at,
+                "transcript": text,
+            }
+            pieces = self.pieces(text)
+            after.append({"audio": {"id": audio_id, "transcript": pieces[0]}})
+            after.extend({"audio": {"transcript": p}} for p in pieces[1:])
+            half = len(data) // 2
+            after.extend([{"audio": {"data": data[:half]}}, {"audio": {"data": data[half:]}}])
+            after.append({"audio": {"expires_at": expires_at}})
+        if b.get("web_search_options") is not None:
+            extras["annotations"] = [
+                {
+                    "type": "url_citation",
+                    "url_citation": {
+                        "start_index": 0,
+                        "end_index": len(text),
+                        "title": f"Source {n}",
+                        "url": f"https://example.com/{self.hash('source')}/{n}",
+                    },
+                }
+                for n in (1, 2)
+            ]
+            after.append({"annotations": extras["annotations"]})
+        return extras, before, after
 
     # ------------------------------------------------------------------ OpenAI legacy
     async def completions(self) -> None:
@@ -870,8 +972,8 @@ class _Call:
                 "top_p": b.get("top_p", 1.0),
                 "truncation": "disabled",
                 "usage": with_usage,
-                "user": None,
-                "metadata": {},
+                "user": b.get("user"),
+                "metadata": b.get("metadata") or {},
             }
 
         final_status = "incomplete" if cut else "completed"

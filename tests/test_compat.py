@@ -266,7 +266,6 @@ def test_get_root_describes_the_proxy() -> None:
         assert httpx2.post(f"{url}/cache/delete/x").status_code == 401
 
 
-@pytest.mark.xfail(reason="the lead wires handle_compat into proxy/server.py", strict=False)
 def test_the_proxy_answers_get_root(proxy: Proxy) -> None:
     assert httpx2.get(f"{proxy.url}/").json()["status"] == "running"
 

@@ -32,15 +32,18 @@ _TAGGED_MARK = b"T"
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson encodes natively
 
 
-def normalize_request_params(request: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the request without the fields that never enter a key.
+def normalize_request_params(
+    request: Mapping[str, Any], excluded: frozenset[str] = EXCLUDED_FIELDS
+) -> dict[str, Any]:
+    """Return the request without the fields that never enter a key: ``excluded`` (by default
+    ``EXCLUDED_FIELDS``; a provider passes its own per endpoint), credentials, our controls.
 
     Only top-level fields are dropped: a nested ``user`` (say, inside a tool schema) is content.
     """
     return {
         k: v
         for k, v in request.items()
-        if k not in EXCLUDED_FIELDS
+        if k not in excluded
         and k.lower() not in CREDENTIAL_FIELDS
         and not k.startswith(CONTROL_PREFIX)
     }
@@ -68,6 +71,20 @@ def hash_payload(payload: bytes) -> str:
 def key_for(value: Any) -> str:
     """Key of any JSON-able value (the engine's and wrapper's common entry point)."""
     return hash_payload(canonical_json(value))
+
+
+def key_for_parsed_json(value: Any) -> str:
+    """``key_for`` of data parsed from JSON text (dicts, lists, strings, numbers, booleans,
+    ``None`` only), skipping the walk that checks for other types: parsed JSON is plain except
+    for integers past 64 bits, which orjson refuses, so those take the tagged path.
+
+    ``TypeError`` when nested deeper than orjson serializes (about 250 levels)."""
+    try:
+        return hash_payload(orjson.dumps(value, option=_ORJSON_OPTS))
+    except TypeError as exc:
+        if "ecursion" in str(exc):
+            raise
+        return key_for(value)
 
 
 def generate_cache_key(

@@ -126,8 +126,10 @@ class ProcessCounters:
             self.by_status[event.metric_status] += 1
             if event.served_from_cache:
                 self.saved_seconds += event.saved_seconds
-                if event.usage:
-                    self.saved_tokens.update(event.usage)
+                usage = event.usage
+                if usage:
+                    self.saved_tokens["input"] += usage.get("input", 0)
+                    self.saved_tokens["output"] += usage.get("output", 0)
             self.recent.append(event)
 
     def snapshot(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ transports, so both compute the same key for the same call and read each other's
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -15,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from llm_cache.cache.key_generator import key_for, normalize_request_params
+from llm_cache.cache.key_generator import key_for_parsed_json, normalize_request_params
 from llm_cache.engine.controls import ALIAS_HEADER_PREFIXES
 from llm_cache.engine.entry import Entry
 from llm_cache.providers.base import CREDENTIAL_QUERY, ProviderSpec, RouteMatch
@@ -67,7 +68,19 @@ class BadRequest(ValueError):
 #: A number of 20 digits or more may be past 64 bits, which orjson reads as a float (so 2**64
 #: and 2**64 + 1 would look alike); such bodies are parsed by the exact standard library.
 _LONG_NUMBER = re.compile(rb"\d{20,}")
-MAX_DEPTH = 200
+
+
+_DIGITS = b"0123456789"
+
+
+def _may_hold_long_number(raw: bytes) -> bool:
+    """A cheap first test (C-speed counts): fewer than 20 digits in all cannot hold one."""
+    total = 0
+    for digit in _DIGITS:
+        total += raw.count(digit)
+        if total >= 20:
+            return True
+    return False
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -76,40 +89,30 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise BadRequest("the request body is empty; expected a JSON object")
     try:
         body = orjson.loads(raw)
-        if _LONG_NUMBER.search(raw):
+        if _may_hold_long_number(raw) and _LONG_NUMBER.search(raw):
             body = json.loads(raw)
     except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
-    if _too_deep(body, MAX_DEPTH):
-        raise BadRequest(f"the request body is nested more than {MAX_DEPTH} levels deep")
     return body
-
-
-def _too_deep(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests containers deeper than ``limit`` (iterative: no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Iterable[Any] = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth >= limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
 
 
 # -- keys -------------------------------------------------------------------------------------
 
 
-def key_query(provider: ProviderSpec, endpoint: str, url: str) -> list[tuple[str, str]]:
-    query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
-    return sorted(provider.key_query(endpoint, query))
+def key_query(provider: ProviderSpec, endpoint: str, query: str) -> str:
+    """The query parameters that enter the key, canonical (sorted), credentials out."""
+    if not query:
+        return ""
+    items = provider.key_query(endpoint, parse_qsl(query, keep_blank_values=True))
+    return "&".join(f"{k}={v}" for k, v in sorted(items))
+
+
+@functools.lru_cache(maxsize=1024)
+def _origin(base: str) -> str:
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}".lower()
 
 
 def exchange_key(
@@ -127,19 +130,19 @@ def exchange_key(
     ``_cache_*`` controls) are dropped; every other field, unknown ones too, enters. The path
     itself enters through prefix + endpoint + parameters, so the stream and non-stream routes of
     one call (Gemini's ``:generateContent`` / ``:streamGenerateContent``) share a key.
+    ``BadRequest`` for a body nested too deeply to key.
     """
     provider = match.provider
-    parts = urlsplit(url)
-    kept = normalize_request_params(body)
-    for name in provider.excluded_fields_for(match.endpoint):
-        kept.pop(name, None)
+    base, _, query = url.partition("?")
+    excluded = provider.excluded_fields_for(match.endpoint)
+    kept = provider.key_body(match.endpoint, normalize_request_params(body, excluded))
     material: dict[str, Any] = {
-        "origin": f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}".lower(),
+        "origin": _origin(base),
         "prefix": match.prefix,
         "provider": provider.name,
         "endpoint": match.endpoint,
         "params": dict(match.params),
-        "query": key_query(provider, match.endpoint, url),
+        "query": key_query(provider, match.endpoint, query),
         "headers": {h: headers[h] for h in provider.key_headers if h in headers},
         "body": kept,
     }
@@ -147,7 +150,10 @@ def exchange_key(
         material["namespace"] = namespace
     if tenant:
         material["tenant"] = tenant
-    return key_for(material)
+    try:
+        return key_for_parsed_json(material)
+    except (TypeError, RecursionError):
+        raise BadRequest("the request body is nested too deeply to be cached") from None
 
 
 def bucket_key(key: str, slot: int) -> str:

@@ -183,6 +183,9 @@ class HttpCache:
         self.flights = FlightTables()
         self.isolate_by = isolate_by
         self._secret: bytes | None = secret.encode() if secret else None
+        #: Upstream URLs that refused a body rewritten by ``upstream_body`` but took the
+        #: client's own: they get the client's body from then on.
+        self._rejects_rewrite: set[str] = set()
 
     # -- the sequence -------------------------------------------------------------------------
 
@@ -215,18 +218,34 @@ class HttpCache:
         body = controls.body
         event.model = provider.model(match, body)
         event.namespace = controls.namespace
-        reason = provider.never_cache(match.endpoint, body)
+        reason = provider.never_cache(match.endpoint, body) or provider.never_cache_url(
+            match, req.url
+        )
         if reason is not None:
             logger.debug("forwarding uncached: %s", reason)
             return await self._passthrough(
                 req, controls.raw, send_upstream, event, started, ev.BYPASS
             )
-        tenant = await self._tenant(req)
-        key = exchange_key(match, req.url, body, req.header_map, controls.namespace, tenant)
+        tenant = await self._tenant(req) if self.isolate_by == "api_key" else ""
+        try:
+            key = exchange_key(match, req.url, body, req.header_map, controls.namespace, tenant)
+        except BadRequest as exc:
+            event.error = str(exc)
+            return self._error(provider, 400, str(exc), "invalid_request_error", event, started)
         event.key = key
         want_stream = provider.wants_stream(match, body)
         store = engine.writes and not controls.no_store
-        call = _Call(req, match, controls.raw, body, key, store, controls.ttl, want_stream)
+        call = _Call(
+            req=req,
+            match=match,
+            raw=controls.raw,
+            upstream_body=provider.upstream_body(match.endpoint, body, want_stream),
+            body=body,
+            key=key,
+            store=store,
+            ttl=controls.ttl,
+            want_stream=want_stream,
+        )
 
         items = provider.batch_items(match.endpoint, body)
         if items is not None and controls.bucket_size == 1:
@@ -521,6 +540,19 @@ class HttpCache:
                     return answer
             if flight.error is not None:
                 return self._upstream_failed(call, flight.error, event, started)
+            if leader and not flight.from_cache:
+                # Our own call answered the other kind (a 200 error body to a stream request):
+                # that is the upstream's answer to this very request; pass it through.
+                self._note_upstream(event, flight)
+                headers = [*flight.headers, *cache_headers(False, call.key, status_label)]
+                return Answer(
+                    flight.status,
+                    headers,
+                    body=b"".join(flight.chunks),
+                    event=event,
+                    bus=self.bus,
+                    started=started,
+                )
             # Not convertible (or not storable): this request makes a call of its own.
             solo = self.flights.current().solo(
                 lambda f: self._pump(f, call, send_upstream, claim=False)
@@ -538,10 +570,11 @@ class HttpCache:
             *cache_headers(status_label == ev.HIT, call.key, status_label),
         ]
         if flight.is_stream:
+            chunks = self._tail(flight, event)
             return Answer(
                 flight.status,
                 headers,
-                stream=self._tail(flight, event),
+                stream=_client_view(chunks, call) if call.upstream_body is not None else chunks,
                 event=event,
                 bus=self.bus,
                 started=started,
@@ -606,9 +639,17 @@ class HttpCache:
     ) -> None:
         provider = call.match.provider
         started = time.monotonic()
-        response = await send_upstream(
-            "POST", call.req.url, upstream_headers(call.req.headers), call.raw
-        )
+        headers = upstream_headers(call.req.headers)
+        rewrite = call.upstream_body is not None and call.req.url not in self._rejects_rewrite
+        raw = orjson.dumps(call.upstream_body) if rewrite else call.raw
+        response = await send_upstream("POST", call.req.url, headers, raw)
+        if rewrite and response.status in (400, 422):
+            # Some OpenAI-compatible upstreams refuse what we added (``stream_options``):
+            # ask again with the client's own body; if that works, stop adding it there.
+            await response.close()
+            response = await send_upstream("POST", call.req.url, headers, call.raw)
+            if 200 <= response.status < 300:
+                self._rejects_rewrite.add(call.req.url)
         offsets: list[float] = []
 
         def ended_cleanly() -> bool:
@@ -746,6 +787,9 @@ class _Call:
     req: CacheRequest
     match: RouteMatch
     raw: bytes
+    #: What the provider sends upstream instead of the client's body (``upstream_body``);
+    #: this client then sees the answer through ``client_frames``.
+    upstream_body: dict[str, Any] | None
     body: dict[str, Any]
     key: str
     store: bool
@@ -776,6 +820,32 @@ def _publish_entry(flight: Flight, entry: Entry) -> None:
     flight.publish_chunk(entry.payload)
     flight.upstream_duration = entry.upstream_duration
     flight.finish(entry)
+
+
+async def _client_view(chunks: AsyncIterator[bytes], call: _Call) -> AsyncIterator[bytes]:
+    """A relayed stream as this client asked for it: the upstream was sent the provider's
+    ``upstream_body`` (say, with a usage chunk added), so each complete frame goes through
+    ``client_frames`` before it is sent on."""
+    provider, endpoint = call.match.provider, call.match.endpoint
+    splitter = provider.framing.splitter()
+
+    def view(frames: list[bytes]) -> bytes:
+        return b"".join(provider.client_frames(endpoint, frames, call.body))
+
+    try:
+        async for chunk in chunks:
+            frames = splitter.feed(chunk)
+            if frames:
+                data = view(frames)
+                if data:
+                    yield data
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    rest = splitter.finish()
+    if rest:
+        data = view(rest)
+        if data:
+            yield data
 
 
 def _releaser(table: FlightTable, flight: Flight) -> Callable[[], None]:

@@ -20,6 +20,11 @@ __all__ = ["PROVIDER_MODULES", "PROVIDER_NAMES", "all_providers", "get_provider"
 PROVIDER_MODULES: tuple[str, ...] = (
     "openai",
     "anthropic",
+    "gemini",
+    "ollama",
+    "cohere",
+    "azure",
+    "bedrock",
 )
 
 PROVIDER_NAMES = PROVIDER_MODULES

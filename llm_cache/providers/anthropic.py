@@ -7,6 +7,11 @@ whose concatenated ``partial_json`` becomes the block's ``input``), ``message_de
 reason, stop sequence and final usage. Full → stream spells a message out with one delta per block.
 
 ``anthropic-version`` and ``anthropic-beta`` change the output, so they enter the key.
+
+Stored: a ``message`` object with a ``content`` list, never an error (``"type": "error"``).
+Never cached (``never_cache``): requests whose answer depends on a container's files, which
+earlier requests changed (``container`` naming a container to reuse), or on a skill version that
+may change (a container skill without a pinned ``version``, or ``"latest"``).
 """
 
 from __future__ import annotations
@@ -52,9 +57,26 @@ class AnthropicProvider(ProviderSpec):
         return orjson.dumps({"type": "error", "error": {"type": error_type, "message": message}})
 
     def body_is_error(self, endpoint: str, response: Any) -> bool:
-        return isinstance(response, dict) and (
-            response.get("type") == "error" or ("error" in response and "content" not in response)
+        """Not a storable answer: not an object, an error (``"type": "error"``, or any
+        ``error``), or not a message with a ``content`` list."""
+        return (
+            not isinstance(response, dict)
+            or response.get("type") not in (None, "message")
+            or response.get("error") is not None
+            or not isinstance(response.get("content"), list)
         )
+
+    def never_cache(self, endpoint: str, body: Mapping[str, Any]) -> str | None:
+        container = body.get("container")
+        if container is None:
+            return None
+        if not isinstance(container, dict) or container.get("id") is not None:
+            return "a reused container holds files earlier requests changed"
+        for skill in container.get("skills") or ():
+            version = skill.get("version") if isinstance(skill, dict) else None
+            if not isinstance(version, str) or version.strip().lower() in ("", "latest"):
+                return "a container skill without a pinned version uses whatever is current"
+        return None
 
     def stream_finished(self, endpoint: str, events: list[SSEEvent]) -> bool:
         finished = False

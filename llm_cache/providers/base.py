@@ -12,7 +12,7 @@ What a descriptor declares:
   converts on, and whether the path itself says "stream" (Gemini, Bedrock) or the body does.
 * ``passthrough_prefixes``: other paths of the provider, forwarded uncached by the proxy.
 * ``framing``: the stream codec (SSE, NDJSON, AWS event-stream), see ``Framing``.
-* key rules per endpoint: ``key_headers``, ``excluded_fields``, ``key_query``;
+* key rules per endpoint: ``key_headers``, ``excluded_fields``, ``key_body``, ``key_query``;
   ``never_cache`` for requests whose answer depends on mutable server-side state.
 * end of stream / errors: ``stream_finished``, ``body_is_error``.
 * conversions both ways: ``events_to_response`` and ``response_to_events``.
@@ -24,7 +24,7 @@ The class is I/O-free; every method is pure.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -43,6 +43,7 @@ __all__ = [
     "RouteMatch",
     "RouteSpec",
     "SSEFraming",
+    "UpstreamSigner",
     "Usage",
 ]
 
@@ -52,6 +53,10 @@ DEFAULT_EXCLUDED_FIELDS = frozenset({"stream", "user", "metadata"})
 
 #: Query parameters that carry credentials: never in a key, a stored request or a log line.
 CREDENTIAL_QUERY = frozenset({"key", "api_key", "api-key", "x-api-key"})
+
+
+#: ``(method, url, headers, body) -> headers | None``: see ``ProviderSpec.upstream_signer``.
+UpstreamSigner = Callable[[str, str, list[tuple[str, str]], bytes], "list[tuple[str, str]] | None"]
 
 
 # -- framing ----------------------------------------------------------------------------------
@@ -257,6 +262,12 @@ class ProviderSpec:
         """Body fields kept out of the key for ``endpoint``."""
         return self.excluded_fields
 
+    def key_body(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The body as it enters the key, once ``excluded_fields_for`` is out: a subclass may
+        drop the part of a field one entry serves every value of (``stream_options.include_usage``).
+        """
+        return body
+
     def key_query(self, endpoint: str, query: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Query parameters that enter the key: all but credentials (and, in subclasses,
         those that only pick the framing, such as Gemini's ``alt=sse``)."""
@@ -281,6 +292,17 @@ class ProviderSpec:
         """Why this request must be forwarded uncached (mutable server-side state), or None."""
         return None
 
+    def never_cache_url(self, match: RouteMatch, url: str) -> str | None:
+        """Why a request must be forwarded uncached judging by its URL (query included), or
+        None (Gemini: a stream without ``alt=sse`` is a JSON array the cache does not keep)."""
+        return None
+
+    def upstream_signer(self, config: Any) -> UpstreamSigner | None:
+        """Made once per proxy app: rewrites the headers of each upstream request (Bedrock
+        re-signs with the proxy's AWS credentials). It returns ``None`` when it cannot
+        authenticate the request (the proxy answers 401). ``None`` here: headers as they are."""
+        return None
+
     def model(self, match: RouteMatch, body: Mapping[str, Any]) -> str:
         """The model a request asks for (path parameter or body field)."""
         for name in ("model", "modelId", "deployment"):
@@ -300,7 +322,8 @@ class ProviderSpec:
         self, endpoint: str, frames: list[Any], request_body: Mapping[str, Any]
     ) -> list[Any]:
         """The stored frames as this client should see them (e.g. without a usage frame it
-        did not ask for). Default: unchanged."""
+        did not ask for). Default: unchanged. Called on whole lists of frames (a hit) and on
+        the frames of each relayed chunk (a miss), so it must judge frame by frame."""
         return frames
 
     # -- answers ------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ class Router:
                 self.upstreams.append(
                     (provider.mount, Upstream(provider.name, base.rstrip("/"), provider))
                 )
+        self._cached_routes: dict[str, Route] = {}
         openai = get_provider("openai")
         self.named = {
             name: Upstream(name, url.rstrip("/"), openai) for name, url in config.upstreams.items()
@@ -74,6 +75,15 @@ class Router:
     def resolve(self, path: str, headers: Mapping[str, str]) -> Route | None:
         """The route for ``path`` (``BadPath`` for one that must not be forwarded);
         ``headers`` (lower-case names) only pick the upstream of a shared uncached path."""
+        route = self._cached_routes.get(path)
+        if route is not None:
+            return route
+        route = self._resolve(path, headers)
+        if route is not None and route.match is not None and len(self._cached_routes) < 4096:
+            self._cached_routes[path] = route  # cached routes do not depend on headers
+        return route
+
+    def _resolve(self, path: str, headers: Mapping[str, str]) -> Route | None:
         _check_path(path)
         best: Route | None = None
         best_rank = -1

@@ -45,7 +45,7 @@ from llm_cache.proxy.http import (
     send_bytes,
     send_stream,
 )
-from llm_cache.proxy.management import admin_credential, handle_management
+from llm_cache.proxy.management import admin_credential, handle_compat, handle_management
 from llm_cache.proxy.routing import BadPath, Router, Upstream
 
 logger = logging.getLogger("llm_cache.proxy")
@@ -78,6 +78,12 @@ class ProxyApp:
             asyncio.AbstractEventLoop, dict[str, httpx2.AsyncClient]
         ] = weakref.WeakKeyDictionary()
         self._admin = admin_credential(config.admin_token)
+        #: Per upstream, a provider's request signer (Bedrock: SigV4 with our credentials).
+        self._signers = {
+            up.name: signer
+            for _, up in self.router.upstreams
+            if (signer := up.provider.upstream_signer(config)) is not None
+        }
         self._openai = get_provider("openai")
 
     @property
@@ -119,6 +125,10 @@ class ProxyApp:
         if path == "/health":
             await _send_json(send, 200, await self.engine.health())
             return
+        if (path == "/" or path.startswith("/cache/")) and await handle_compat(
+            scope, send, self.storage, self._admin
+        ):
+            return
         if path.startswith("/cache/"):
             extra = {
                 "mode": self.engine.mode,
@@ -131,6 +141,10 @@ class ProxyApp:
             await self._refuse(send, self._openai, 431, f"more than {MAX_HEADERS} request headers")
             return
         headers = header_dict(scope["headers"])
+        # Route on the path as sent, escapes kept: a Bedrock model ARN's %2F must reach the
+        # upstream as it came, not as a path separator.
+        if raw_path := scope.get("raw_path"):
+            path = raw_path.decode("latin-1")
         try:
             route = self.router.resolve(path, headers)
         except BadPath as exc:
@@ -202,9 +216,21 @@ class ProxyApp:
     # -- upstream calls -----------------------------------------------------------------------
 
     def _sender(self, upstream: Upstream) -> SendUpstream:
+        signer = self._signers.get(upstream.name)
+
         async def send_upstream(
             method: str, url: str, headers: Headers, body: bytes
         ) -> UpstreamResponse:
+            if signer is not None:
+                signed = signer(
+                    method,
+                    url,
+                    [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+                    body,
+                )
+                if signed is None:
+                    return _unauthenticated(upstream.provider)
+                headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in signed]
             client = self._client(upstream)
             request = client.build_request(method, url, content=body or None, headers=headers)
             response = await client.send(request, stream=True)
@@ -233,6 +259,24 @@ class ProxyApp:
         return client
 
 
+def _unauthenticated(provider: ProviderSpec) -> UpstreamResponse:
+    """401 in the provider's shape: the proxy cannot authenticate this request upstream."""
+    body = provider.error_body(
+        401,
+        "llm-cache cannot authenticate this request upstream: it has no credentials of its own "
+        "for this provider and the request carries no API key it can forward.",
+        "authentication_error",
+    )
+
+    async def chunks() -> Any:
+        yield body
+
+    async def close() -> None:
+        return None
+
+    return UpstreamResponse(401, [(b"content-type", b"application/json")], chunks(), close)
+
+
 async def _send_json(send: Send, status: int, payload: Any) -> None:
     import orjson
 
@@ -242,6 +286,27 @@ async def _send_json(send: Send, status: int, payload: Any) -> None:
 def create_app(config: Config | None = None, storage: CacheStorage | None = None) -> ProxyApp:
     """The proxy as an ASGI app; ``storage`` overrides the configured backend (tests, embedding)."""
     return ProxyApp(config if config is not None else Config(), storage)
+
+
+class LazyApp:
+    """The module-level ``app``: ``uvicorn llm_cache.proxy.server:app`` works, and importing
+    this module still opens no file and no connection (the proxy is built from ``Config()`` on
+    the first ASGI call)."""
+
+    def __init__(self) -> None:
+        self._app: ProxyApp | None = None
+
+    @property
+    def proxy(self) -> ProxyApp:
+        if self._app is None:
+            self._app = create_app(Config())
+        return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.proxy(scope, receive, send)
+
+
+app = LazyApp()
 
 
 def app_factory() -> ProxyApp:

@@ -328,6 +328,48 @@ def test_errors_and_unfinished_streams() -> None:
     assert P.response_to_events("/other", {"content": []}, {}) is None
 
 
+MESSAGE = {"id": "msg_1", "type": "message", "role": "assistant", "content": []}
+ANSWERS: list[tuple[Any, bool]] = [
+    # (body, is an error: never stored)
+    (MESSAGE, False),
+    ({**MESSAGE, "content": [{"type": "text", "text": "hi"}], "container": None}, False),
+    ({"type": "error", "error": {"type": "overloaded_error", "message": "x"}}, True),
+    ({"error": {"type": "api_error", "message": "x"}}, True),
+    ({**MESSAGE, "error": {"type": "api_error"}}, True),
+    ({**MESSAGE, "content": None}, True),
+    ({"id": "msg_1", "type": "message"}, True),
+    ({**MESSAGE, "type": "message_batch"}, True),
+    ([MESSAGE], True),
+    ("message", True),
+]
+
+
+@pytest.mark.parametrize(("body", "error"), ANSWERS)
+def test_only_messages_are_stored(body: Any, error: bool) -> None:
+    assert P.body_is_error(EP, body) is error
+
+
+CONTAINERS: list[tuple[Any, bool]] = [
+    # (container field, never cached)
+    ("container_011CQ", True),
+    ({"id": "container_011CQ"}, True),
+    ({"id": "container_011CQ", "skills": []}, True),
+    ({"skills": [{"type": "custom", "skill_id": "skill_1"}]}, True),
+    ({"skills": [{"type": "anthropic", "skill_id": "xlsx", "version": "latest"}]}, True),
+    ({"skills": [{"type": "custom", "skill_id": "skill_1", "version": "1759178010641129"}]}, False),
+    ({"id": None, "skills": None}, False),
+    ({}, False),
+    (None, False),
+]
+
+
+@pytest.mark.parametrize(("container", "never"), CONTAINERS)
+def test_container_reuse_is_never_cached(container: Any, never: bool) -> None:
+    body = {"model": "m", "max_tokens": 5, "messages": [], "container": container}
+    assert (P.never_cache(EP, body) is not None) is never
+    assert P.never_cache(EP, {"model": "m", "max_tokens": 5, "messages": []}) is None
+
+
 async def fake_call(body: dict[str, Any]) -> bytes:
     fake = create_fake_upstream()
     transport = httpx2.ASGITransport(app=fake.app)

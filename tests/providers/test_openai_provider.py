@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -148,11 +149,91 @@ REASONING_STREAM = [
     ],
 ]
 
+# gpt-4o-audio-preview: audio in fragments (id + transcript, more transcript, data), then an
+# expires_at-only delta
+AUDIO_STREAM = [
+    chunk([ch(0, {"role": "assistant", "content": None, "refusal": None})]),
+    chunk([ch(0, {"audio": {"id": "audio_abc", "transcript": "Hello"}})]),
+    chunk([ch(0, {"audio": {"transcript": " there"}})]),
+    chunk([ch(0, {"audio": {"data": "UklGRi"}})]),
+    chunk([ch(0, {"audio": {"data": "QAAABXQVZF"}})]),
+    chunk([ch(0, {"audio": {"expires_at": 1741573552}})]),
+    chunk([ch(0, {}, "stop")]),
+    chunk([], USAGE),
+]
+
+# OpenRouter: reasoning text in fragments of an indexed list entry, an encrypted entry at index 1,
+# then url-citation annotations in one delta
+OPENROUTER_STREAM = [
+    chunk([ch(0, {"role": "assistant", "content": ""})]),
+    chunk(
+        [
+            ch(
+                0,
+                {
+                    "reasoning": "Let me ",
+                    "reasoning_details": [
+                        {"type": "reasoning.text", "text": "Let me ", "format": "x", "index": 0}
+                    ],
+                },
+            )
+        ]
+    ),
+    chunk(
+        [
+            ch(
+                0,
+                {
+                    "reasoning": "think.",
+                    "reasoning_details": [{"type": "reasoning.text", "text": "think.", "index": 0}],
+                },
+            )
+        ]
+    ),
+    chunk(
+        [
+            ch(
+                0,
+                {
+                    "reasoning_details": [
+                        {"type": "reasoning.encrypted", "data": "gAAA", "index": 1}
+                    ]
+                },
+            )
+        ]
+    ),
+    chunk([ch(0, {"content": "Paris."})]),
+    chunk(
+        [
+            ch(
+                0,
+                {
+                    "annotations": [
+                        {
+                            "type": "url_citation",
+                            "url_citation": {
+                                "url": "https://example.com",
+                                "title": "Example",
+                                "start_index": 0,
+                                "end_index": 6,
+                            },
+                        }
+                    ]
+                },
+            )
+        ]
+    ),
+    chunk([ch(0, {}, "stop")]),
+    chunk([], USAGE),
+]
+
 STREAMS = {
     "text_n2_logprobs": TEXT_STREAM,
     "parallel_tools": TOOL_STREAM,
     "refusal": REFUSAL_STREAM,
     "extra_delta_field": REASONING_STREAM,
+    "audio": AUDIO_STREAM,
+    "openrouter_details_annotations": OPENROUTER_STREAM,
 }
 
 
@@ -444,6 +525,45 @@ def test_chat_full_response_from_real_shape() -> None:
     assert again == full_no_usage
 
 
+def test_dict_and_list_delta_fields_merge_completely() -> None:
+    audio = full_response("audio")["choices"][0]["message"]
+    assert audio["audio"] == {
+        "id": "audio_abc",
+        "transcript": "Hello there",
+        "data": "UklGRiQAAABXQVZF",
+        "expires_at": 1741573552,
+    }
+    routed = full_response("openrouter_details_annotations")["choices"][0]["message"]
+    assert routed["reasoning"] == "Let me think."
+    assert routed["reasoning_details"] == [
+        {"type": "reasoning.text", "text": "Let me think.", "format": "x", "index": 0},
+        {"type": "reasoning.encrypted", "data": "gAAA", "index": 1},
+    ]
+    assert [a["url_citation"]["title"] for a in routed["annotations"]] == ["Example"]
+    assert routed["content"] == "Paris."
+
+
+def test_accumulate_edge_cases() -> None:
+    from llm_cache.providers.openai_chat import accumulate
+
+    acc: dict[str, Any] = {}
+    for delta in (
+        {"annotations": [{"type": "url_citation", "n": 1}], "flag": True, "count": 1},
+        {"annotations": [{"type": "url_citation", "n": 2}], "flag": True, "count": 2},
+        {"details": [{"index": 0, "text": "a", "format": "f"}], "kind": "x"},
+        {"details": [{"index": 0, "text": "b", "format": "f"}, {"index": 1, "text": "c"}]},
+        {"kind": {"not": "a string"}, "tags": ["a"], "id": "x"},
+        {"tags": ["b"], "id": "x", "missing": None},
+    ):
+        accumulate(acc, delta)
+    # lists of dicts without an index are appended (the SDK would raise), bools are not added
+    assert [a["n"] for a in acc["annotations"]] == [1, 2]
+    assert acc["flag"] is True and acc["count"] == 3
+    assert acc["details"] == [{"index": 0, "text": "ab", "format": "f"}, {"index": 1, "text": "c"}]
+    assert acc["kind"] == "x"  # a change of type keeps the first value, as the SDK does
+    assert acc["tags"] == ["a", "b"] and acc["id"] == "x" and acc["missing"] is None
+
+
 def test_chat_errors_and_unfinished_streams() -> None:
     events = parse_sse(sse_bytes(TEXT_STREAM))
     assert not P.stream_finished(CHAT, events[:-1])  # no [DONE]
@@ -452,6 +572,100 @@ def test_chat_errors_and_unfinished_streams() -> None:
     assert not P.stream_finished(CHAT, [events[0], err, DONE])
     assert P.events_to_response(CHAT, [events[0], err, DONE]) is None
     assert P.events_to_response(CHAT, [DONE]) is None
+    # OpenRouter's mid-stream error: a choice that finishes with "error"
+    choice_error = SSEEvent.from_json(chunk([ch(0, {"content": ""}, "error")]))
+    assert not P.stream_finished(CHAT, [events[0], choice_error, DONE])
+
+
+RESPONSE_OK = {"id": "resp_1", "object": "response", "status": "completed", "error": None}
+BODY_RULES: list[tuple[str, Any, bool]] = [
+    # (endpoint, body, is an error: never stored)
+    (CHAT, {"error": {"message": "overloaded"}}, True),
+    (CHAT, {"object": "error", "message": "bad", "type": "BadRequestError", "code": 400}, True),
+    (CHAT, [], True),
+    (CHAT, "ok", True),
+    (CHAT, None, True),
+    (CHAT, {"id": "x", "choices": []}, True),
+    (CHAT, {"id": "x", "object": "chat.completion"}, True),
+    (CHAT, {"id": "x", "choices": [{"index": 0, "finish_reason": "error", "message": {}}]}, True),
+    (CHAT, {"id": "x", "choices": [{"index": 0, "error": {"code": 502}}]}, True),
+    (CHAT, {"id": "x", "choices": [{"index": 0, "finish_reason": "stop"}], "error": None}, False),
+    ("/completions", {"id": "x", "choices": [{"text": "hi", "index": 0}]}, False),
+    ("/embeddings", {"object": "list", "data": [{"embedding": [0.1]}], "model": "m"}, False),
+    ("/embeddings", {"object": "list", "data": []}, True),
+    ("/embeddings", {"error": {"message": "x"}, "data": [1]}, True),
+    ("/responses", {**RESPONSE_OK, "output": []}, False),
+    ("/responses", {**RESPONSE_OK, "status": "incomplete", "output": []}, False),
+    ("/responses", {**RESPONSE_OK, "status": "failed", "error": {"code": "x"}, "output": []}, True),
+    ("/responses", {**RESPONSE_OK, "status": "queued", "output": []}, True),
+    ("/responses", {**RESPONSE_OK, "status": "in_progress", "output": []}, True),
+    ("/responses", {**RESPONSE_OK, "status": "cancelled", "output": []}, True),
+    ("/responses", RESPONSE_OK, True),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "body", "error"), BODY_RULES)
+def test_only_answers_of_the_endpoints_shape_are_stored(
+    endpoint: str, body: Any, error: bool
+) -> None:
+    assert P.body_is_error(endpoint, body) is error
+
+
+NEVER_CACHED: list[tuple[dict[str, Any], bool]] = [
+    ({"conversation": "conv_1"}, True),
+    ({"conversation": {"id": "conv_1"}}, True),
+    ({"conversation": None}, False),
+    ({"prompt": {"id": "pmpt_1"}}, True),
+    ({"prompt": {"id": "pmpt_1", "version": None}}, True),
+    ({"prompt": {"id": "pmpt_1", "version": ""}}, True),
+    ({"prompt": {"id": "pmpt_1", "version": "latest"}}, True),
+    ({"prompt": {"id": "pmpt_1", "version": "2"}}, False),
+    ({"prompt": None}, False),
+    ({"previous_response_id": "resp_1"}, False),  # a finished response never changes
+    ({}, False),
+]
+
+
+@pytest.mark.parametrize(("body", "never"), NEVER_CACHED)
+def test_responses_never_cache_rules(body: dict[str, Any], never: bool) -> None:
+    reason = P.never_cache("/responses", {"model": "m", "input": "hi", **body})
+    assert (reason is not None) is never
+    assert P.never_cache(CHAT, {"model": "m", "messages": [], **body}) is None
+
+
+def test_keys_and_upstream_bodies_for_usage() -> None:
+    body = {"model": "m", "messages": [], "stream": True}
+    asked = {**body, "stream_options": {"include_usage": True}}
+    other = {**body, "stream_options": {"include_usage": True, "include_obfuscation": False}}
+    assert P.key_body(CHAT, asked) == body
+    assert P.key_body(CHAT, {**body, "stream_options": {"include_usage": False}}) == body
+    assert P.key_body(CHAT, other)["stream_options"] == {"include_obfuscation": False}
+    assert P.key_body("/responses", asked) == asked
+    assert P.upstream_body(CHAT, body, True) == asked
+    assert P.upstream_body("/completions", other, True) is None  # already asks
+    assert P.upstream_body(CHAT, {**body, "stream_options": "x"}, True) is None
+    assert P.upstream_body(CHAT, {**body, "stream": False}, False) is None
+    assert P.upstream_body("/responses", body, True) is None
+    no_obf = {**body, "stream_options": {"include_obfuscation": False}}
+    assert P.upstream_body(CHAT, no_obf, True) == {
+        **body,
+        "stream_options": {"include_obfuscation": False, "include_usage": True},
+    }
+    assert P.excluded_fields_for("/responses") == {"stream"}
+    assert {"user", "metadata"} <= P.excluded_fields_for(CHAT)
+
+
+def test_client_frames_drop_only_the_usage_chunk_for_clients_that_did_not_ask() -> None:
+    from llm_cache.engine.exchange import split_frames
+
+    azure_first = chunk([], prompt_filter_results=[{"prompt_index": 0}])
+    frames = split_frames(P, sse_bytes([azure_first, *TEXT_STREAM]))
+    plain = P.client_frames(CHAT, frames, {"stream": True})
+    assert len(plain) == len(frames) - 1
+    assert b'"usage":{' not in b"".join(plain) and b"prompt_filter_results" in plain[0]
+    asked = {"stream": True, "stream_options": {"include_usage": True}}
+    assert P.client_frames(CHAT, frames, asked) == frames
+    assert P.client_frames("/responses", frames, {}) == frames
 
 
 # ---------------------------------------------------------------------- legacy completions
@@ -506,7 +720,7 @@ async def fake_stream(body: dict[str, Any]) -> bytes:
         return r.content
 
 
-async def test_responses_stream_to_full_and_no_full_to_stream() -> None:
+async def test_responses_stream_to_full_and_back() -> None:
     body = {"model": "gpt-4o-mini", "input": "hello", "stream": True}
     wire = await fake_stream(body)
     events = parse_in_pieces(wire, 5)
@@ -515,7 +729,15 @@ async def test_responses_stream_to_full_and_no_full_to_stream() -> None:
     assert full is not None
     response = Response.model_validate(full)
     assert response.status == "completed" and "hello" in response.output_text
-    assert P.response_to_events("/responses", full, body) is None
+    # full -> stream: the event sequence the upstream itself sent, ending in the same response
+    synthesized = P.response_to_events("/responses", full, body)
+    assert synthesized is not None
+    # (the text arrives in one delta instead of several)
+    real_kinds = [kind for kind, _ in itertools.groupby(e.event for e in events)]
+    assert [e.event for e in synthesized] == real_kinds
+    assert [e.json()["sequence_number"] for e in synthesized] == list(range(len(synthesized)))
+    assert P.stream_finished("/responses", synthesized)
+    assert P.events_to_response("/responses", synthesized) == full
     # aborted or failed streams are not finished
     assert not P.stream_finished("/responses", events[:-1])
     assert P.events_to_response("/responses", events[:-1]) is None
