@@ -254,7 +254,7 @@ class SQLiteStorage(CacheStorage):
         path = os.fspath(db_path)
         if path == ":memory:" or path.startswith("file:"):
             raise ValueError("SQLiteStorage needs a file path (use MemoryStorage in memory)")
-        self.db_path = Path(path)
+        self.db_path = Path(path).absolute()  # a later chdir must not move the cache
         self.max_size = max_size
         self.ttl = ttl
         self.flush_every = flush_every
