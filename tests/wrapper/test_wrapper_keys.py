@@ -722,3 +722,21 @@ def test_partials_and_decorators_are_keyed_with_what_they_add(wrapper: LLMCacheW
 
     assert wrapper.wrap(shout("!")(base))("q") == "q!"
     assert wrapper.wrap(shout("?")(base))("q") == "q?"  # the decorator's data counts too
+
+
+def test_module_level_sdk_settings_are_in_the_key(
+    wrapper: LLMCacheWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``openai.base_url = ...`` then ``openai.chat.completions.create`` (the module client)."""
+
+    def ask(q: str) -> Any:
+        return openai.chat.completions.create(model="m", messages=[{"role": "user", "content": q}])
+
+    monkeypatch.setattr(openai, "base_url", "http://127.0.0.1:9/one/v1")
+    one = wrapper.wrap(ask).__cache_key__("q")  # type: ignore[attr-defined]
+    monkeypatch.setattr(openai, "base_url", "http://127.0.0.1:9/two/v1")
+    assert wrapper.wrap(ask).__cache_key__("q") != one  # type: ignore[attr-defined]
+    monkeypatch.setattr(openai, "api_key", "sk-other")
+    two = wrapper.wrap(ask).__cache_key__("q")  # type: ignore[attr-defined]
+    monkeypatch.setattr(openai, "api_key", "sk-third")
+    assert wrapper.wrap(ask).__cache_key__("q") == two  # type: ignore[attr-defined]
