@@ -127,6 +127,8 @@ class Config:
     admin_token: str | None = field(default=None, repr=False)
     mode: str = "readwrite"
     log_level: str = "info"
+    #: ``text`` or ``json`` (every log line one JSON object) -- observability
+    log_format: str = "text"
     memory_tier_size: int = 0
     memory_tier_ttl: float = 5.0
     flight_lock_ttl: float = 60.0
@@ -213,6 +215,8 @@ class Config:
             self.mode = v.lower()
         if v := get("LOG_LEVEL"):
             self.log_level = v.lower()
+        if v := get("LOG_FORMAT"):
+            self.log_format = v.lower()
         if v := get("REDIS_NAMESPACE"):
             if not all(c.isalnum() or c in "-_.:" for c in v):
                 raise ValueError(
@@ -281,6 +285,8 @@ class Config:
         )
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError(f"{p}LOG_LEVEL must be a logging level name, got {self.log_level!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"{p}LOG_FORMAT must be text or json, got {self.log_format!r}")
         if self.isolate_by not in ("none", "api_key"):
             raise ValueError(f"{p}ISOLATE_BY must be none or api_key, got {self.isolate_by!r}")
         if self.memory_tier_size < 0:
