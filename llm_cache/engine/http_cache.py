@@ -705,15 +705,18 @@ class HttpCache:
         started = time.monotonic()
         headers = upstream_headers(call.req.headers)
         rewrite = call.upstream_body is not None and call.req.url not in self._rejects_rewrite
-        raw = orjson.dumps(call.upstream_body) if rewrite else call.raw
+        raw = dumps_exact(call.upstream_body) if rewrite else call.raw
         response = await send_upstream("POST", call.req.url, headers, raw)
         if rewrite and response.status in (400, 422):
-            # Some OpenAI-compatible upstreams refuse what we added (``stream_options``):
-            # ask again with the client's own body; if that works, stop adding it there.
-            await response.close()
-            response = await send_upstream("POST", call.req.url, headers, call.raw)
-            if 200 <= response.status < 300:
-                self._rejects_rewrite.add(call.req.url)
+            # Some OpenAI-compatible upstreams refuse what we added (``stream_options``): when
+            # the error names it, ask again with the client's own body, and if that works, stop
+            # adding it there. Any other error is the answer to the client's request.
+            response, refused = await _names_rewritten_field(response, call)
+            if refused:
+                await response.close()
+                response = await send_upstream("POST", call.req.url, headers, call.raw)
+                if 200 <= response.status < 300:
+                    self._rejects_rewrite.add(call.req.url)
         offsets: list[float] = []
 
         def ended_cleanly() -> bool:
@@ -907,6 +910,31 @@ def _publish_entry(flight: Flight, entry: Entry) -> None:
     flight.publish_chunk(entry.payload)
     flight.upstream_duration = entry.upstream_duration
     flight.finish(entry)
+
+
+async def _names_rewritten_field(
+    response: UpstreamResponse, call: _Call
+) -> tuple[UpstreamResponse, bool]:
+    """Whether an error answer to a body rewritten by ``upstream_body`` names a field the
+    rewrite changed; the answer is returned whole either way (its first bytes were read)."""
+    assert call.upstream_body is not None
+    changed = [k for k, v in call.upstream_body.items() if call.body.get(k) != v]
+    head = b""
+    async for chunk in response.chunks:
+        head += chunk
+        if len(head) > 65536:
+            break
+    named = any(name.encode() in head for name in changed)
+    return UpstreamResponse(
+        response.status, response.headers, _prepend(head, response.chunks), response.close
+    ), named
+
+
+async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    async for chunk in rest:
+        yield chunk
 
 
 async def _client_view(chunks: AsyncIterator[bytes], call: _Call) -> AsyncIterator[bytes]:
