@@ -8,6 +8,7 @@ found, storage error), 2 bad usage or settings.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -290,11 +291,17 @@ def import_cmd(path: str, skip_invalid: bool, skip_existing: bool, dry_run: bool
     since the export are re-keyed from their stored request; entries past their expiry are
     skipped. The whole file is checked first: if a line is bad, nothing is imported and every
     bad line is named (--skip-invalid imports the rest instead).
+
+    PATH may also be a folder of the pytest plugin's cassettes: their cacheable exchanges
+    are imported, keyed from their requests.
     """
     from llm_cache.ops.files import spooled_input
     from llm_cache.ops.transfer import ImportFileError, ImportStorageError, import_file
 
     config = _config()
+    if path != "-" and os.path.isdir(path):
+        _import_cassettes(config, path, skip_existing=skip_existing, dry_run=dry_run)
+        return
     if path != "-":
         _check_readable(path)
     with _storage(config, writes=not dry_run) as storage, spooled_input(path) as source:
@@ -332,9 +339,29 @@ def import_cmd(path: str, skip_invalid: bool, skip_existing: bool, dry_run: bool
     _warn_overflow(storage, result.imported)
 
 
-def _check_readable(path: str) -> None:
-    import os
+def _import_cassettes(config: Config, folder: str, *, skip_existing: bool, dry_run: bool) -> None:
+    """``import FOLDER``: the pytest plugin's cassettes, when this version has its reader."""
+    from llm_cache.ops.transfer import ImportFileError, ImportStorageError, import_cassettes
 
+    with _storage(config, writes=not dry_run) as storage:
+        try:
+            result = import_cassettes(storage, folder, skip_existing=skip_existing, dry_run=dry_run)
+        except ImportError:
+            raise _Failed(
+                f"{folder} is a directory; give an export file (.jsonl, .jsonl.gz, .zst) "
+                "(importing pytest cassette folders needs llm_cache.testing, not installed here)"
+            ) from None
+        except (ImportFileError, ImportStorageError) as exc:
+            raise _Failed(str(exc)) from None
+    if dry_run:
+        _err(f"{folder}: {result.imported} cacheable exchanges in its cassettes")
+        return
+    kept = f" ({result.existing} already present, kept)" if result.existing else ""
+    _err(f"imported {result.imported} entries from cassettes into {_where(config)}{kept}")
+    _warn_overflow(storage, result.imported)
+
+
+def _check_readable(path: str) -> None:
     if os.path.isdir(path):
         raise _Failed(f"{path} is a directory; give an export file (.jsonl, .jsonl.gz, .zst)")
     if not os.path.exists(path):

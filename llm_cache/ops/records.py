@@ -40,6 +40,7 @@ __all__ = [
     "RecordError",
     "describe",
     "is_expired",
+    "item_from_exchange",
     "parse_record",
     "rekey",
     "to_record",
@@ -165,6 +166,28 @@ def parse_record(line: bytes) -> ImportItem:
     new_key = rekey(entry.request, entry.provider) if entry.request is not None else key
     kept = {"provider": entry.provider, "model": entry.model, "endpoint": entry.endpoint}
     return ImportItem(new_key, key, entry.encode(), {k: v for k, v in kept.items() if v}, until)
+
+
+def item_from_exchange(request: Any, response: Any) -> ImportItem:
+    """An ``ImportItem`` from a ``(request, response)`` pair in the export form (what the
+    pytest plugin's cassettes hold): keyed from the request, as the proxy would key it."""
+    if not isinstance(request, dict) or not isinstance(response, dict):
+        raise RecordError("an exchange needs a request object and a response object")
+    url, body = request.get("url"), request.get("body")
+    headers = request.get("headers") or {}
+    if not isinstance(url, str) or not isinstance(body, dict) or not isinstance(headers, dict):
+        raise RecordError("the request needs a 'url' string, a 'body' object and 'headers'")
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    match = _match(urlsplit(url).path, "", lowered)
+    metadata = {
+        "provider": match.provider.name,
+        "endpoint": match.endpoint,
+        "model": match.provider.model(match, body),
+    }
+    obj = {"format": ENTRY_FORMAT, "request": request, "response": response, "metadata": metadata}
+    entry = _entry_of(obj, response)
+    key = rekey(request, match.provider.name)
+    return ImportItem(key, key, entry.encode(), {k: v for k, v in metadata.items() if v}, None)
 
 
 def _entry_of(obj: dict[str, Any], response: dict[str, Any]) -> Entry:

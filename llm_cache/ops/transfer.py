@@ -25,6 +25,7 @@ from llm_cache.ops.records import (
     RecordError,
     describe,
     is_expired,
+    item_from_exchange,
     parse_record,
     to_record,
 )
@@ -213,5 +214,40 @@ def import_items(
     for item in items:
         _store(storage, item, result, now, False, len(items))
         if bar is not None:
+            bar.advance()
+    return result
+
+
+def import_cassettes(
+    storage: CacheStorage, folder: str, *, skip_existing: bool = False, dry_run: bool = False
+) -> ImportResult:
+    """Load the exchanges of the pytest plugin's cassettes under ``folder`` (or one cassette).
+
+    Every exchange is converted before anything is written, so a bad one imports nothing.
+    ``ImportError`` when this installation has no cassette reader.
+    """
+    from llm_cache.testing.cassette import (  # type: ignore[import-not-found,unused-ignore]
+        iter_entries_from_cassettes,
+    )
+
+    items: list[ImportItem] = []
+    bad: list[tuple[int, str]] = []
+    try:
+        for number, (request, response) in enumerate(iter_entries_from_cassettes(folder), 1):
+            try:
+                items.append(item_from_exchange(request, response))
+            except RecordError as exc:
+                bad.append((number, f"exchange #{number}: {exc}"))
+    except ValueError as exc:  # the reader's CassetteError names the bad file
+        raise ImportFileError(folder, [(0, str(exc))], 1) from exc
+    if bad:
+        raise ImportFileError(folder, bad[:MAX_REPORTED_ERRORS], len(bad))
+    if dry_run:
+        return ImportResult(imported=len(items), dry_run=True)
+    result = ImportResult()
+    now = time.time()
+    with progress("importing", len(items)) as bar:
+        for item in items:
+            _store(storage, item, result, now, skip_existing, len(items))
             bar.advance()
     return result

@@ -396,3 +396,30 @@ def test_an_unreachable_backend_is_a_clear_error(run_cli: Cli, tmp_path: Path) -
         assert "llm-cache: the cache cannot be used" in result.stderr, result.stderr
         assert "redis" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_request_answer_pairs_become_the_entries_the_proxy_stored(
+    good_lines: list[bytes], make_backend: MakeBackend, start_proxy: ProxyFactory
+) -> None:
+    """The pytest plugin's cassettes yield ``(request, response)`` pairs in the export form;
+    each becomes the entry the proxy itself stored for that request, under the same key."""
+    from llm_cache.engine.entry import Entry
+    from llm_cache.ops.records import item_from_exchange, parse_record
+
+    backend = make_backend("sqlite")
+    storage = backend.storage()
+    for line in good_lines:
+        record = orjson.loads(line)
+        item = item_from_exchange(record["request"], record["response"])
+        assert item.key == record["key"]
+        assert item.metadata == {
+            k: record["metadata"][k] for k in ("provider", "endpoint", "model")
+        }
+        same = Entry.decode(parse_record(line).blob)
+        assert Entry.decode(item.blob).payload == same.payload  # the answer, byte for byte
+        storage.set_bytes(item.key, item.blob, item.metadata)
+    replayed = replay_offline(start_proxy, backend)
+    assert {hit for hit, _ in replayed.values()} == {"true"}
+
+    with pytest.raises(ValueError, match="not a cached route"):
+        item_from_exchange({"url": "https://x.test/v1/models", "body": {}}, {"status": 200})
