@@ -359,17 +359,17 @@ def test_a_storage_that_fails_part_way_says_how_much_was_imported(tmp_path: Path
     path.write_bytes(big_records(30))
     with spawn_redis_server() as server:
         storage = RedisStorage(url=f"redis://127.0.0.1:{server.port}")
-        seen: list[int] = []
+        seen: list[tuple[int, int]] = []
 
-        def after_each(item: object) -> None:  # the server dies after the 10th entry
-            seen.append(storage.get_size())
-            if len(seen) == 10:
+        def after_each(imported: int) -> None:  # the server dies after the 2nd batch of 5
+            seen.append((imported, storage.get_size()))
+            if imported == 10:
                 server.stop()
 
         with pytest.raises(ImportStorageError) as failed:
-            import_file(storage, str(path), on_item=after_each)
+            import_file(storage, str(path), batch_size=5, on_batch=after_each)
         storage.close()
-    assert seen == list(range(1, 11))  # each entry was really written before the next
+    assert seen == [(5, 5), (10, 10)]  # each batch was really written before the next
     assert failed.value.written == 10 and failed.value.total == 30
     message = str(failed.value)
     assert message.startswith("the storage failed after 10 of 30 entries were imported")
