@@ -74,13 +74,8 @@ _DIGITS = b"0123456789"
 
 
 def _may_hold_long_number(raw: bytes) -> bool:
-    """A cheap first test (C-speed counts): fewer than 20 digits in all cannot hold one."""
-    total = 0
-    for digit in _DIGITS:
-        total += raw.count(digit)
-        if total >= 20:
-            return True
-    return False
+    """A cheap first test (one C call): fewer than 20 digits in all cannot hold one."""
+    return len(raw) - len(raw.translate(None, _DIGITS)) >= 20
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:

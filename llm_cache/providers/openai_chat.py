@@ -155,7 +155,7 @@ def accumulate(acc: dict[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in delta.items():
         current = acc.get(key)
         if current is None:
-            acc[key] = _merge_list([], value) if _indexed(value) else copy.deepcopy(value)
+            acc[key] = _merge_list([], value) if _indexed(value) else _copy(value)
         elif value is None:
             continue
         elif key in _LABELS:
@@ -172,18 +172,23 @@ def accumulate(acc: dict[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
     return acc
 
 
+def _copy(value: Any) -> Any:
+    """A copy the merge may change without touching the chunk it came from."""
+    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+
+
 def _merge_list(current: list[Any], value: list[Any]) -> list[Any]:
     if all(not isinstance(e, dict) for e in current) and (current or not _indexed(value)):
-        current.extend(copy.deepcopy(value))
+        current.extend(_copy(value))
         return current
     for entry in value:
         index = entry.get("index") if isinstance(entry, dict) else None
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-            current.append(copy.deepcopy(entry))
+            current.append(_copy(entry))
         elif index < len(current) and isinstance(current[index], dict):
             accumulate(current[index], entry)
         else:
-            current.insert(index, copy.deepcopy(entry))
+            current.insert(index, _copy(entry))
     return current
 
 

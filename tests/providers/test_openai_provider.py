@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx2
+import openai
 import orjson
+import pydantic
 import pytest
 from openai._streaming import SSEDecoder
 from openai.lib.streaming.chat import ChatCompletionStreamState
@@ -770,3 +772,144 @@ def test_registry() -> None:
     assert get_provider("anthropic") is anthropic_provider.PROVIDER
     with pytest.raises(ValueError, match="unknown provider"):
         get_provider("nope")
+
+
+RICH_RESPONSE: dict[str, Any] = {
+    "id": "resp_rich",
+    "object": "response",
+    "created_at": 1741569952,
+    "status": "completed",
+    "background": False,
+    "error": None,
+    "incomplete_details": None,
+    "instructions": None,
+    "max_output_tokens": None,
+    "model": "gpt-5",
+    "parallel_tool_calls": True,
+    "previous_response_id": None,
+    "reasoning": {"effort": "low", "summary": "auto"},
+    "store": True,
+    "temperature": 1.0,
+    "text": {"format": {"type": "text"}},
+    "tool_choice": "auto",
+    "tools": [],
+    "top_p": 1.0,
+    "truncation": "disabled",
+    "user": "alice",
+    "metadata": {"run": "7"},
+    "usage": {
+        "input_tokens": 20,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 40,
+        "output_tokens_details": {"reasoning_tokens": 12},
+        "total_tokens": 60,
+    },
+    "output": [
+        {
+            "id": "rs_1",
+            "type": "reasoning",
+            "summary": [
+                {"type": "summary_text", "text": "**Plan** look it up."},
+                {"type": "summary_text", "text": "Then answer."},
+            ],
+            "encrypted_content": "gAAAA",
+        },
+        {
+            "id": "ws_1",
+            "type": "web_search_call",
+            "status": "completed",
+            "action": {"type": "search", "query": "capital of France"},
+        },
+        {
+            "id": "msg_1",
+            "type": "message",
+            "status": "completed",
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "output_text",
+                    "text": "Paris is the capital.",
+                    "annotations": [
+                        {
+                            "type": "url_citation",
+                            "start_index": 0,
+                            "end_index": 5,
+                            "title": "Paris",
+                            "url": "https://example.com/paris",
+                        }
+                    ],
+                    "logprobs": [],
+                },
+                {"type": "refusal", "refusal": "I won't say more."},
+            ],
+        },
+        {
+            "id": "fc_1",
+            "type": "function_call",
+            "status": "completed",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+        },
+        {
+            "id": "ctc_1",
+            "type": "custom_tool_call",
+            "status": "completed",
+            "call_id": "call_2",
+            "name": "run_sql",
+            "input": "SELECT 1",
+        },
+    ],
+}
+
+
+@pytest.mark.parametrize("status", ["completed", "incomplete"])
+def test_responses_full_to_stream_through_the_sdk_state_machine(status: str) -> None:
+    from openai.lib.streaming.responses import ResponseStreamState
+    from openai.types.responses import ResponseStreamEvent
+
+    full = copy.deepcopy(RICH_RESPONSE)
+    full["status"] = status
+    if status == "incomplete":
+        full["incomplete_details"] = {"reason": "max_output_tokens"}
+    events = P.response_to_events("/responses", full, {"stream": True})
+    assert events is not None
+    assert P.stream_finished("/responses", events)
+    assert P.events_to_response("/responses", events) == full
+    adapter: Any = pydantic.TypeAdapter(ResponseStreamEvent)
+    state: Any = ResponseStreamState(input_tools=[], text_format=openai.omit)
+    deltas: dict[str, str] = {}
+    for event in SSEDecoder().iter_bytes(iter([encode_events(events)])):
+        parsed = adapter.validate_python(event.json())  # every event is a known SDK event
+        assert parsed.type == event.event
+        for out in state.handle_event(parsed):
+            if out.type.endswith(".delta"):
+                deltas[out.type] = deltas.get(out.type, "") + out.delta
+    assert deltas == {
+        "response.reasoning_summary_text.delta": "**Plan** look it up.Then answer.",
+        "response.output_text.delta": "Paris is the capital.",
+        "response.refusal.delta": "I won't say more.",
+        "response.function_call_arguments.delta": '{"city": "Paris"}',
+        "response.custom_tool_call_input.delta": "SELECT 1",
+    }
+    kinds = [e.event for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == f"response.{status}"
+    assert kinds.count("response.output_item.added") == len(full["output"])
+    assert kinds.count("response.output_text.annotation.added") == 1
+    created = events[0].json()["response"]
+    assert created["status"] == "in_progress" and created["output"] == []
+    assert created["usage"] is None and created["metadata"] == {"run": "7"}
+    if status == "completed":
+        final = state._completed_response
+        assert final is not None
+        assert final.model_dump(exclude_none=True) == Response.model_validate(full).model_dump(
+            exclude_none=True
+        )
+
+
+def test_responses_that_are_not_finished_are_not_spelled_out() -> None:
+    for status in ("failed", "queued", "in_progress"):
+        assert P.response_to_events("/responses", {**RICH_RESPONSE, "status": status}, {}) is None
+    assert P.response_to_events("/responses", {"status": "completed", "output": []}, {}) is None
+    assert P.response_to_events("/responses", {**RICH_RESPONSE, "output": ["x"]}, {}) is None

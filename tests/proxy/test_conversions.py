@@ -194,6 +194,7 @@ def test_an_upstream_that_refuses_stream_options_still_streams(
     client's own body, and stops adding it for that upstream."""
     client = client_for(proxy, max_retries=0)
     refuse = {"x-fake-reject-stream-options": "1"}
+    bad = {"x-fake-status": "400"}
     raw, chunks = stream_chunks(client, extra_headers=refuse)
     assert raw.status_code == 200 and chunks[-1].choices[0].finish_reason == "stop"
     assert [r.body.get("stream_options") for r in upstream.fake.requests] == [
@@ -204,6 +205,18 @@ def test_an_upstream_that_refuses_stream_options_still_streams(
         client, messages=[{"role": "user", "content": "another"}], extra_headers=refuse
     )
     assert more and upstream.fake.count("/chat/completions") == 3  # no second refusal
+    # Any other 400 to a stream the proxy added stream_options to is the client's answer as is:
+    # relayed unchanged, with no second call.
+    before = upstream.fake.count("/chat/completions")
+    with pytest.raises(openai.BadRequestError) as info:
+        stream_chunks(client, messages=[{"role": "user", "content": "bad"}], extra_headers=bad)
+    assert info.value.body == {
+        "message": "Simulated error 400",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    assert upstream.fake.count("/chat/completions") == before + 1
     # A client that asks for stream_options itself gets the upstream's refusal.
     with pytest.raises(openai.UnprocessableEntityError):
         stream_chunks(
@@ -286,3 +299,14 @@ def test_stored_responses_stream_still_answers_a_plain_request(
     assert plain.headers["x-cache-hit"] == "true"
     assert plain.parse() == events[-1].response
     assert upstream.fake.count("/responses") == 1
+
+
+def test_the_usage_request_keeps_integers_past_64_bits_exact(
+    proxy: Proxy, upstream: Upstream
+) -> None:
+    client = client_for(proxy)
+    raw, chunks = stream_chunks(client, extra_body={"seed": 2**64 + 1})
+    assert raw.status_code == 200 and chunks and not has_usage_chunk(chunks)
+    sent = upstream.fake.last_request.raw_body
+    assert b'"seed":18446744073709551617' in sent.replace(b" ", b"")
+    assert b'"include_usage":true' in sent.replace(b" ", b"")
