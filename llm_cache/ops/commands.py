@@ -133,11 +133,6 @@ def _import_cassettes(config: Config, folder: str, *, skip_existing: bool, dry_r
     with open_storage(config, writes=not dry_run) as storage:
         try:
             result = import_cassettes(storage, folder, skip_existing=skip_existing, dry_run=dry_run)
-        except ImportError:
-            raise Failed(
-                f"{folder} is a directory; give an export file (.jsonl, .jsonl.gz, .zst) "
-                "(importing pytest cassette folders needs llm_cache.testing, not installed here)"
-            ) from None
         except (ImportFileError, ImportStorageError) as exc:
             raise Failed(str(exc)) from None
     if dry_run:

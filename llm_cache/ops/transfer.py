@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -99,6 +100,9 @@ class ImportFileError(ValueError):
 
     def __init__(self, path: str, errors: list[tuple[int, str]], total_bad: int) -> None:
         self.path, self.errors, self.total_bad = path, errors, total_bad
+        if total_bad == 1 and errors[0][0] == 0:  # the file as a whole (unreadable, not ours)
+            super().__init__(f"{path}: {errors[0][1]}; nothing imported")
+            return
         shown = "\n".join(f"  {path}:{line}: {msg}" for line, msg in errors)
         more = total_bad - len(errors)
         tail = f"\n  ... and {more} more bad lines" if more > 0 else ""
@@ -275,12 +279,12 @@ def import_cassettes(
     """Load the exchanges of the pytest plugin's cassettes under ``folder`` (or one cassette).
 
     Every exchange is converted before anything is written, so a bad one imports nothing.
-    ``ImportError`` when this installation has no cassette reader.
     """
-    from llm_cache.testing.cassette import (  # type: ignore[import-not-found,unused-ignore]
-        iter_entries_from_cassettes,
-    )
+    from llm_cache.testing.cassette import CassetteError, iter_entries_from_cassettes
 
+    if Path(folder).is_dir() and not any(Path(folder).rglob("*.json")):
+        message = "holds no cassettes (*.json); give an export file or a cassette folder"
+        raise ImportFileError(folder, [(0, message)], 1)
     items: list[ImportItem] = []
     bad: list[tuple[int, str]] = []
     try:
@@ -288,8 +292,8 @@ def import_cassettes(
             try:
                 items.append(item_from_exchange(request, response))
             except RecordError as exc:
-                bad.append((number, f"exchange #{number}: {exc}"))
-    except ValueError as exc:  # the reader's CassetteError names the bad file
+                bad.append((number, f"exchange #{number} ({request.get('url')}): {exc}"))
+    except CassetteError as exc:  # names the file that is not a cassette
         raise ImportFileError(folder, [(0, str(exc))], 1) from exc
     if bad:
         raise ImportFileError(folder, bad[:MAX_REPORTED_ERRORS], len(bad))

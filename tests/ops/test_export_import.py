@@ -205,7 +205,7 @@ def test_missing_file_directory_and_memory_backend_get_clear_errors(
     missing = run_cli(backend, "import", str(tmp_path / "nope.jsonl"))
     assert missing.exit_code == 1 and "nope.jsonl: no such file" in missing.stderr
     folder = run_cli(backend, "import", str(tmp_path))
-    assert folder.exit_code == 1 and "is a directory" in folder.stderr
+    assert folder.exit_code == 1 and "holds no cassettes" in folder.stderr
     (tmp_path / "ok.jsonl").write_bytes(b"")
     memory = run_cli(Backend("memory", {"LLM_CACHE_BACKEND": "memory"}, {}), "import", "ok.jsonl")
     assert memory.exit_code == 2 and "LLM_CACHE_BACKEND=memory" in memory.stderr
