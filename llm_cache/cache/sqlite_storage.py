@@ -890,6 +890,14 @@ class SQLiteStorage(CacheStorage):
 
     _ITER_BATCH = 500
 
+    def _flush_pending(self) -> None:
+        """Flush only when this process holds deferred work: reading entries never writes to
+        the file otherwise (an export from a read-only copy works)."""
+        with self._state_lock:
+            pending = bool(self._pending or self._hits or self._misses)
+        if pending:
+            self.flush()
+
     def _entry_columns(self, conn: sqlite3.Connection) -> list[str]:
         """The ``entries`` columns to read: the base ones, plus per-entry hit figures and the
         endpoint where the schema in this file has them."""
@@ -919,7 +927,7 @@ class SQLiteStorage(CacheStorage):
 
     def iter_entries(self) -> Iterator[StoredEntry]:
         """Entries in row-id order, ``_ITER_BATCH`` rows per short read (no long transaction)."""
-        self.flush()  # this process's deferred recency, so last-hit times are current
+        self._flush_pending()  # this process's deferred recency, so last-hit times are current
         conn = self._conn()
         names = self._entry_columns(conn)
         sql = (
@@ -941,7 +949,7 @@ class SQLiteStorage(CacheStorage):
                 return
 
     def peek_entry(self, key: str) -> StoredEntry | None:
-        self.flush()
+        self._flush_pending()
         conn = self._conn()
         names = self._entry_columns(conn)
         sql = (
