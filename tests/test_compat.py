@@ -300,3 +300,18 @@ def test_the_proxy_starts_degraded_over_an_unopenable_path(
         assert upstream.fake.count("/chat/completions") == 2
         health = httpx2.get(f"{proxy.url}/health").json()
         assert health["status"] == "degraded" and "error" in health
+
+
+def test_llm_cache_stats_over_broken_files(tmp_path: Path) -> None:
+    """Issue 9 item 5 at the command line: an answer, never a traceback."""
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"not sqlite" * 100)
+    done = run_cli(["stats", "--json"], tmp_path, corrupt)
+    assert done.returncode == 0, done.stderr
+    assert '"size":0' in done.stdout and "moved aside" in done.stderr
+    unopenable = tmp_path / "dir.db"
+    unopenable.mkdir()
+    done = run_cli(["stats"], tmp_path, unopenable)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "llm-cache: the cache cannot be used" in done.stderr

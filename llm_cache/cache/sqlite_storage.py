@@ -203,6 +203,16 @@ def _bad_header(path: Path) -> bool:
     return len(head) > 0 and head != _HEADER
 
 
+def _close_without_checkpoint(conn: sqlite3.Connection) -> None:
+    """Ask a connection to a deleted file not to checkpoint on close (Python 3.12+): closing the
+    last connection would otherwise delete ``<path>-wal`` by name, which may by then be the WAL
+    of the file made anew. On older Pythons the window is the few statements in flight."""
+    setconfig = getattr(conn, "setconfig", None)
+    option = getattr(sqlite3, "SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE", None)
+    if setconfig is not None and option is not None:
+        setconfig(option, True)
+
+
 @contextlib.contextmanager
 def _recovery_lock(path: Path) -> Any:
     """Serialize opening and recovery of a file across processes: ``flock`` on its directory
@@ -257,7 +267,7 @@ class SQLiteStorage(CacheStorage):
         path = os.fspath(db_path)
         if path == ":memory:" or path.startswith("file:"):
             raise ValueError("SQLiteStorage needs a file path (use MemoryStorage in memory)")
-        self.db_path = Path(path)
+        self.db_path = Path(path).absolute()  # a later chdir must not move the cache
         self.max_size = max_size
         self.ttl = ttl
         self.flush_every = flush_every
@@ -434,6 +444,7 @@ class SQLiteStorage(CacheStorage):
                 self._generation += 1
             for conn in conns:  # before a new file exists: closing removes the old WAL by name
                 with contextlib.suppress(sqlite3.Error):
+                    _close_without_checkpoint(conn)
                     conn.close()
             if current is None:  # stale WAL/shm of the deleted file must not join the new one
                 for suffix in ("-wal", "-shm"):

@@ -191,7 +191,7 @@ class ProxyApp:
             method=scope["method"],
             url=route.url + (f"?{query.decode('latin-1')}" if query else ""),
             path=path,
-            headers=forward_request_headers(scope["headers"]),
+            headers=scope["headers"],  # filtered when sent upstream (a hit never needs it)
             body=raw,
             match=route.match,
             header_map=headers,
@@ -256,6 +256,7 @@ class ProxyApp:
         async def send_upstream(
             method: str, url: str, headers: Headers, body: bytes
         ) -> UpstreamResponse:
+            headers = forward_request_headers(headers)
             if signer is not None:
                 signed = signer(
                     method,

@@ -294,20 +294,28 @@ def sdk_client_of(obj: Any) -> Any:
     return None
 
 
-def _openai_module(module: types.ModuleType) -> dict[str, Any]:
-    """The module-level client settings of ``openai`` (``openai.chat.completions.create``)."""
+def _module_client(module: types.ModuleType) -> dict[str, Any]:
+    """The module-level client settings of an SDK module (``openai.base_url = ...`` then
+    ``openai.chat.completions.create``): every annotated module setting with a plain value,
+    credentials (``*key*``, ``*token*``, ``*secret*``) and the client object left out."""
     out: dict[str, Any] = {}
-    for name in ("base_url", "api_type", "api_version", "azure_endpoint", "organization"):
+    for name in sorted(getattr(module, "__annotations__", {})):
+        low = name.lower()
+        if name.startswith("_") or any(word in low for word in ("key", "token", "secret")):
+            continue
         value = getattr(module, name, None)
-        if value is not None:
+        if value is None:
+            continue
+        if name == "default_headers":
+            headers = _str_items(value)
+            kept = {k.lower(): v for k, v in headers.items() if k.lower() in KEY_HEADERS}
+            if kept:
+                out["headers"] = kept
+        elif name == "default_query":
+            if query := _str_items(value):
+                out["query"] = query
+        elif isinstance(value, (str, int, float, bool)) or type(value).__name__ == "URL":
             out[name] = str(value)
-    headers = _str_items(getattr(module, "default_headers", None))
-    kept = {k.lower(): v for k, v in headers.items() if k.lower() in KEY_HEADERS}
-    if kept:
-        out["headers"] = kept
-    query = _str_items(getattr(module, "default_query", None))
-    if query:
-        out["query"] = query
     return out
 
 
@@ -533,8 +541,8 @@ class Canonicalizer:
 
     def _module(self, module: types.ModuleType, path: str) -> Any:
         node: dict[str, Any] = {"module": module.__name__}
-        if module.__name__ == "openai":
-            node["client"] = _openai_module(module)
+        if module.__name__ in SDK_PACKAGES:
+            node["client"] = _module_client(module)
         return node
 
     def module_attributes(

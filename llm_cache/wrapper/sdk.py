@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 import orjson
 
 from llm_cache.cache.key_generator import CREDENTIAL_FIELDS, _is_plain, hash_payload
-from llm_cache.cache.storage import hit_rate_percent
+from llm_cache.cache.storage import StorageError, hit_rate_percent
 from llm_cache.engine import CacheEngine
 from llm_cache.wrapper.calls import (
     Canonicalizer,
@@ -722,19 +722,27 @@ class LLMCacheWrapper:
         self.enabled = False
 
     def get_stats(self) -> dict[str, Any]:
-        """This wrapper's ``hits``/``misses``/``hit_rate`` (percent) and the storage's size."""
+        """This wrapper's ``hits``/``misses``/``hit_rate`` (percent) and the storage's size.
+
+        A failing storage gives ``size`` ``None`` and its ``error``: the counters still count.
+        """
         storage = self.storage
-        return {
+        stats: dict[str, Any] = {
             "hits": self.hits,
             "misses": self.misses,
             "total_requests": self.hits + self.misses,
             "hit_rate": hit_rate_percent(self.hits, self.misses),
-            "size": storage.get_size(),
+            "size": None,
             "max_size": storage.max_size,
             "backend": storage.backend_name,
             "enabled": self.enabled,
             "mode": self.engine.mode,
         }
+        try:
+            stats["size"] = storage.get_size()
+        except StorageError as exc:
+            stats["error"] = str(exc)
+        return stats
 
     def clear_cache(self) -> None:
         """Remove every entry of the storage and reset the counters."""

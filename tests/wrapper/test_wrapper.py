@@ -665,3 +665,20 @@ def test_closures_from_one_factory_are_told_apart_by_what_they_capture(
     assert large("q") == "large:q"
     assert make("small")("q") == "small:q"
     assert wrapper.get_stats()["hits"] == 1
+
+
+def test_an_unopenable_sqlite_file_serves_uncached(tmp_path: Path) -> None:
+    path = tmp_path / "cache.db"
+    path.mkdir()  # a directory where the file should be
+    seen: list[int] = []
+    wrapper = LLMCacheWrapper(storage=SQLiteStorage(path))
+
+    @wrapper.wrap
+    def double(x: int) -> int:
+        seen.append(x)
+        return 2 * x
+
+    assert double(2) == double(2) == 4
+    assert seen == [2, 2]
+    stats = wrapper.get_stats()
+    assert stats["size"] is None and "cannot open" in stats["error"]

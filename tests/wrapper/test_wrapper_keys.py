@@ -548,6 +548,44 @@ def test_an_sdk_object_inside_an_any_field_is_cached(wrapper: LLMCacheWrapper) -
     assert type(second.raw) is ChatCompletion
 
 
+def test_real_litellm_when_installed(
+    wrapper: LLMCacheWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """litellm itself (not a dev dependency: skipped when absent), offline (``mock_response``)."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price list download
+    litellm = pytest.importorskip("litellm")
+    seen: list[str] = []
+
+    def complete(q: str, stream: bool = False) -> Any:
+        seen.append(q)
+        messages = [{"role": "user", "content": q}]
+        return litellm.completion(
+            model="gpt-4o-mini", messages=messages, mock_response=f"echo {q}", stream=stream
+        )
+
+    complete = wrapper.wrap(complete)
+    first, second = complete("x"), complete("x")
+    assert type(second) is type(first) and second == first
+    assert second._hidden_params == first._hidden_params
+    chunks = [c.choices[0].delta.content for c in complete("y", stream=True)]
+    again = [c.choices[0].delta.content for c in complete("y", stream=True)]
+    assert again == chunks and seen == ["x", "y"]
+
+
+def test_real_instructor_partial_when_installed(wrapper: LLMCacheWrapper) -> None:
+    instructor = pytest.importorskip("instructor")
+    partial_user = instructor.Partial[User]
+    seen: list[str] = []
+
+    def extract(name: str) -> Any:
+        seen.append(name)
+        return partial_user(name=name)
+
+    extract = wrapper.wrap(extract, ignore=("partial_user",))
+    assert extract("ann").model_dump() == extract("ann").model_dump()
+    assert seen == ["ann"]
+
+
 def test_real_packages_when_installed(wrapper: LLMCacheWrapper) -> None:
     """The same three with the real libraries (not dev dependencies: skipped when absent)."""
     llama = pytest.importorskip("llama_index.core.base.llms.types")
@@ -684,3 +722,21 @@ def test_partials_and_decorators_are_keyed_with_what_they_add(wrapper: LLMCacheW
 
     assert wrapper.wrap(shout("!")(base))("q") == "q!"
     assert wrapper.wrap(shout("?")(base))("q") == "q?"  # the decorator's data counts too
+
+
+def test_module_level_sdk_settings_are_in_the_key(
+    wrapper: LLMCacheWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``openai.base_url = ...`` then ``openai.chat.completions.create`` (the module client)."""
+
+    def ask(q: str) -> Any:
+        return openai.chat.completions.create(model="m", messages=[{"role": "user", "content": q}])
+
+    monkeypatch.setattr(openai, "base_url", "http://127.0.0.1:9/one/v1")
+    one = wrapper.wrap(ask).__cache_key__("q")  # type: ignore[attr-defined]
+    monkeypatch.setattr(openai, "base_url", "http://127.0.0.1:9/two/v1")
+    assert wrapper.wrap(ask).__cache_key__("q") != one  # type: ignore[attr-defined]
+    monkeypatch.setattr(openai, "api_key", "sk-other")
+    two = wrapper.wrap(ask).__cache_key__("q")  # type: ignore[attr-defined]
+    monkeypatch.setattr(openai, "api_key", "sk-third")
+    assert wrapper.wrap(ask).__cache_key__("q") == two  # type: ignore[attr-defined]
