@@ -55,6 +55,7 @@ _MODEL = "/{version}/models/{model}"
 
 class GeminiProvider(ProviderSpec):
     name = "gemini"
+    price_provider = "google"
     routes = (
         RouteSpec(_MODEL + ":generateContent", GENERATE, stream=False),
         RouteSpec(_MODEL + ":streamGenerateContent", GENERATE, stream=True),
