@@ -267,7 +267,7 @@ class CacheEngine:
             with contextlib.suppress(Exception):
                 self.on_storage_error(what, exc)
         self._last_error = f"{type(exc).__name__}: {exc}"
-        if what == "store":
+        if what in ("store", "flight lock", "flight unlock"):  # writes
             self._store_failures += 1
             self._last_store_error = self._last_error
         self._skip_until = now + self.retry_after

@@ -14,7 +14,6 @@ Two things the ``CacheStorage`` contract does not (yet) offer:
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,44 +43,14 @@ def storage_bytes(storage: CacheStorage) -> int | None:
                 continue
         return total
     if isinstance(backend, MemoryStorage):
-        return sum(len(data) for data, _ in list(backend._data.values()))
+        return sum(len(item.data) for item in backend.iter_entries())
     return None
 
 
 def peek_sync(storage: CacheStorage, key: str) -> bytes | None:
-    """The bytes under ``key`` without counting a hit (see the module docstring)."""
-    from llm_cache.cache.memory_storage import MemoryStorage
-    from llm_cache.cache.sqlite_storage import SQLiteStorage, key_row_id
-
-    backend = unwrap(storage)
-    peek_entry = getattr(backend, "peek_entry", None)
-    if peek_entry is not None:
-        found = peek_entry(key)
-        return None if found is None else bytes(found.data)
-    now = time.time()
-    if isinstance(backend, SQLiteStorage):
-        row = (
-            backend._conn()
-            .execute(
-                "SELECT value, expires FROM entries WHERE id = ? AND key = ?",
-                (key_row_id(key), key),
-            )
-            .fetchone()
-        )
-        if row is None or (row[1] is not None and row[1] <= now):
-            return None
-        return bytes(row[0])
-    if isinstance(backend, MemoryStorage):
-        item = backend._data.get(key)
-        if item is None or (item[1] is not None and item[1] <= now):
-            return None
-        return item[0]
-    vkey = getattr(backend, "_vkey", None)
-    client = getattr(backend, "_client", None)
-    if vkey is not None and client is not None:  # Redis: the value hash's data field
-        data = client().hget(vkey(key), "d")
-        return None if data is None else bytes(data)
-    raise NotImplementedError(f"{type(backend).__name__} cannot show an entry without a hit")
+    """The bytes under ``key`` without counting a hit (the storage's ``peek_entry``)."""
+    found = unwrap(storage).peek_entry(key)
+    return None if found is None else bytes(found.data)
 
 
 async def peek(storage: CacheStorage, key: str) -> bytes | None:

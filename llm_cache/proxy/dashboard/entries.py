@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from llm_cache.cache.codec import CorruptValueError, is_entry
-from llm_cache.cache.storage import CacheStorage
+from llm_cache.cache.storage import CacheStorage, StorageError
 from llm_cache.engine.entry import Entry
 from llm_cache.observability.history import RecentKeys
 from llm_cache.observability.storage_info import iter_stored, peek, peek_sync
@@ -40,11 +40,14 @@ class EntryBrowser:
         found: list[dict[str, Any]] = []
         scanned = 0
         source = "storage"
+        error: str | None = None
         try:
             candidates = self._from_storage()
             first = next(candidates, None)
         except NotImplementedError:
             source, candidates, first = "recent", self._from_recent(), None
+        except StorageError as exc:  # storage down: the page still loads, and says why
+            source, candidates, first, error = "none", iter(()), None, str(exc)
         items = candidates if first is None else _chain(first, candidates)
         for key, data in items:
             scanned += 1
@@ -59,6 +62,7 @@ class EntryBrowser:
             "matched": len(found),
             "scanned": min(scanned, self.scan_limit),
             "source": source,
+            **({"error": error} if error else {}),
         }
 
     def _from_storage(self) -> Iterator[tuple[str, bytes]]:
