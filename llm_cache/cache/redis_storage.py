@@ -2,7 +2,8 @@
 
 Layout (``ns`` = ``namespace``, default ``llm_cache``; the braces are a Cluster hash tag)::
 
-    {ns}:v:<key>     hash: d = value bytes, t = created (ms), m:<name> = metadata; PEXPIRE = TTL
+    {ns}:v:<key>     hash: d = value bytes, t = created (ms), h = hits, l = last hit (ms),
+                     m:<name> = metadata; PEXPIRE = TTL
     {ns}:lru         zset: key -> recency score (HINCRBY {ns}:stats seq, monotonic across processes)
     {ns}:exp         zset: key -> expiry time (ms, Redis clock), only for entries with a TTL
     {ns}:stats       hash: hits, misses, seq -- one figure for every replica
@@ -51,7 +52,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from llm_cache.cache.storage import CacheStorage, EntryMetadata, StorageError, hit_rate_percent
+from llm_cache.cache.storage import (
+    CacheStorage,
+    EntryInfo,
+    EntryMetadata,
+    StorageError,
+    StoredEntry,
+    hit_rate_percent,
+)
 
 if TYPE_CHECKING:
     from llm_cache.config import Config
@@ -96,6 +104,9 @@ if not data then
   return false
 end
 local seq = redis.call('HINCRBY', KEYS[4], 'seq', 1)
+-- per-entry hit count and last-hit time (ms), for the operator tools (ls, export)
+redis.call('HINCRBY', KEYS[1], 'h', 1)
+redis.call('HSET', KEYS[1], 'l', now_ms())
 if redis.call('ZADD', KEYS[2], seq, ARGV[1]) == 1 then
   -- a value the index did not know (a clear raced a store): adopt it, TTL included
   local pttl = redis.call('PTTL', KEYS[1])
@@ -602,6 +613,42 @@ class RedisStorage(CacheStorage):
                 await client.aclose()
         self.close()
 
+    # -- entries, for the operator tools -------------------------------------------------------
+
+    _ITER_BATCH = 200
+
+    def iter_entries(self) -> Iterator[StoredEntry]:
+        """SCAN over this namespace's values; each batch read in one pipelined round trip."""
+        match = _glob_escape(self._prefix) + "*"
+        with self._errors():
+            client = self._client()
+            batch: list[Any] = []
+            for name in client.scan_iter(match=match, count=1000):
+                batch.append(name)
+                if len(batch) >= self._ITER_BATCH:
+                    yield from self._read_entries(client, batch)
+                    batch = []
+            if batch:
+                yield from self._read_entries(client, batch)
+
+    def peek_entry(self, key: str) -> StoredEntry | None:
+        with self._errors():
+            found = list(self._read_entries(self._client(), [self._vkey(key)]))
+        return found[0] if found else None
+
+    def _read_entries(self, client: Any, names: list[Any]) -> Iterator[StoredEntry]:
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(name)
+            pipe.pttl(name)
+        replies = pipe.execute()
+        now = time.time()
+        for i, name in enumerate(names):
+            fields, pttl = replies[2 * i], replies[2 * i + 1]
+            entry = _entry_of(_text(name)[len(self._prefix) :], fields, pttl, now)
+            if entry is not None:
+                yield entry
+
     async def aget_or_create_secret(self) -> bytes:
         """The server secret, kept under the namespace (``{ns}:secret``), shared by replicas."""
         name = self._lock_prefix.rsplit(":lock:", 1)[0] + ":secret"
@@ -691,3 +738,32 @@ def _parse_info(row: Sequence[Any]) -> dict[str, Any]:
         elif name.startswith("m:"):
             out[name[2:]] = _text(value)
     return out
+
+
+def _entry_of(key: str, fields: Mapping[Any, Any], pttl: Any, now: float) -> StoredEntry | None:
+    """A ``StoredEntry`` from a value hash (``None`` when it vanished or holds no value)."""
+    row = {_text(k): v for k, v in fields.items()}
+    data = row.get("d")
+    if data is None:
+        return None
+    ttl_ms = int(pttl) if pttl is not None else -1
+
+    def text(name: str) -> str | None:
+        value = row.get("m:" + name)
+        return None if value is None else _text(value) or None
+
+    def ms(name: str) -> float | None:
+        value = row.get(name)
+        return None if value is None else int(value) / 1000
+
+    info: EntryInfo = {
+        "created": ms("t"),
+        "last_hit": ms("l"),
+        "hits": int(row.get("h") or 0),
+        "expires": now + ttl_ms / 1000 if ttl_ms > 0 else None,
+        "size": len(data),
+        "provider": text("provider"),
+        "model": text("model"),
+        "endpoint": text("endpoint"),
+    }
+    return StoredEntry(key, data if isinstance(data, bytes) else str(data).encode(), info)

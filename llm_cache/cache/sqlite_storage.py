@@ -35,13 +35,20 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from hashlib import blake2b
 from pathlib import Path
 from typing import Any, TypeVar
 
-from llm_cache.cache.storage import CacheStorage, EntryMetadata, StorageError
+from llm_cache.cache.storage import (
+    CacheStorage,
+    EntryInfo,
+    EntryMetadata,
+    StorageError,
+    StoredEntry,
+)
 
 logger = logging.getLogger("llm_cache.storage.sqlite")
 
@@ -176,6 +183,10 @@ def _retry(fn: Callable[[], _T]) -> _T:
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
 
 
 def _bad_header(path: Path) -> bool:
@@ -844,6 +855,76 @@ class SQLiteStorage(CacheStorage):
     def flush(self) -> None:
         """Write pending recency and counters now (also done on ``close()``)."""
         self._write(lambda conn: None)
+
+    # -- entries, for the operator tools --------------------------------------------------------
+
+    _ITER_BATCH = 500
+
+    def _entry_columns(self, conn: sqlite3.Connection) -> list[str]:
+        """The ``entries`` columns to read: the base ones, plus per-entry hit figures and the
+        endpoint where the schema in this file has them."""
+        have = {row[1] for row in _retry(lambda: conn.execute("PRAGMA table_info(entries)"))}
+        base = ["e.key", "e.value", "e.created", "e.expires", "e.size", "e.provider", "e.model"]
+        return base + [f"e.{c}" for c in ("endpoint", "hits", "last_hit") if c in have]
+
+    def _entry(self, names: list[str], row: tuple[Any, ...], last_used: Any) -> StoredEntry:
+        cols = dict(zip(names, row, strict=True))
+        created = float(cols["e.created"])
+        last_hit = cols.get("e.last_hit")
+        if "e.last_hit" not in cols and last_used is not None and last_used > created:
+            last_hit = last_used  # recency moves on hits (and explicit touches) only
+        value = cols["e.value"]
+        info: EntryInfo = {
+            "created": created,
+            "last_hit": None if last_hit is None else float(last_hit),
+            "hits": None if cols.get("e.hits") is None else int(cols["e.hits"]),
+            "expires": cols["e.expires"],
+            "size": int(cols["e.size"]),
+            "provider": cols["e.provider"] or None,
+            "model": cols["e.model"] or None,
+            "endpoint": cols.get("e.endpoint") or None,
+        }
+        data = value if type(value) is bytes else str(value).encode()
+        return StoredEntry(str(cols["e.key"]), data, info)
+
+    def iter_entries(self) -> Iterator[StoredEntry]:
+        """Entries in row-id order, ``_ITER_BATCH`` rows per short read (no long transaction)."""
+        self.flush()  # this process's deferred recency, so last-hit times are current
+        conn = self._conn()
+        names = self._entry_columns(conn)
+        sql = (
+            f"SELECT e.id, r.last_used, {', '.join(names)} FROM entries e"
+            " LEFT JOIN recency r ON r.id = e.id"
+            " WHERE ?1 IS NULL OR e.id > ?1 ORDER BY e.id LIMIT ?2"
+        )
+        after: int | None = None
+        while True:
+            rows = _retry(partial(_fetch_all, conn, sql, (after, self._ITER_BATCH)))
+            now = time.time()
+            for id_, last_used, *row in rows:
+                entry = self._entry(names, tuple(row), last_used)
+                expires = entry.info["expires"]
+                if expires is None or expires > now:
+                    yield entry
+                after = id_
+            if len(rows) < self._ITER_BATCH:
+                return
+
+    def peek_entry(self, key: str) -> StoredEntry | None:
+        self.flush()
+        conn = self._conn()
+        names = self._entry_columns(conn)
+        sql = (
+            f"SELECT r.last_used, {', '.join(names)} FROM entries e"
+            " LEFT JOIN recency r ON r.id = e.id WHERE e.id = ? AND e.key = ?"
+        )
+        params = (key_row_id(key), key)
+        row = _retry(lambda: conn.execute(sql, params).fetchone())
+        if row is None:
+            return None
+        entry = self._entry(names, tuple(row[1:]), row[0])
+        expires = entry.info["expires"]
+        return entry if expires is None or expires > time.time() else None
 
     def close(self) -> None:
         """Flush pending work and close every connection; the storage reopens on next use."""

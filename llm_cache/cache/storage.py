@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import secrets
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, TypedDict
+from collections.abc import Iterator
+from typing import Any, ClassVar, NamedTuple, TypedDict
 
 from llm_cache.cache.codec import CorruptValueError, decode_value, encode_value
 
@@ -25,6 +26,31 @@ class EntryMetadata(TypedDict, total=False):
     provider: str
     model: str
     endpoint: str
+
+
+class EntryInfo(TypedDict, total=False):
+    """What a backend knows about one stored entry, for the operator tools (``ls``, export).
+
+    Times are epoch seconds. A field a backend does not track is ``None`` (SQLite keeps no
+    per-entry hit count; Redis no last-hit time before its first hit).
+    """
+
+    created: float | None
+    last_hit: float | None
+    hits: int | None
+    expires: float | None
+    size: int
+    provider: str | None
+    model: str | None
+    endpoint: str | None
+
+
+class StoredEntry(NamedTuple):
+    """One entry as :meth:`CacheStorage.iter_entries` yields it: key, stored bytes, info."""
+
+    key: str
+    data: bytes
+    info: EntryInfo
 
 
 class StorageError(RuntimeError):
@@ -109,6 +135,24 @@ class CacheStorage(ABC):
     def health_check(self) -> None:
         """Raise when the backend cannot serve; default: a cheap size query."""
         self.get_size()
+
+    # -- entries, for the operator tools (export, ls, show, prune) ----------------------------
+
+    def iter_entries(self) -> Iterator[StoredEntry]:
+        """Every live entry, in no particular order, without counting hits or touching recency.
+
+        Reads in batches, so a large cache is never held in memory at once; entries written or
+        removed meanwhile may or may not be seen. Backends that cannot list their entries
+        raise ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list its entries")
+
+    def peek_entry(self, key: str) -> StoredEntry | None:
+        """The entry under ``key`` without counting a hit or refreshing recency, or ``None``.
+
+        The default scans :meth:`iter_entries`; backends override it with a direct read.
+        """
+        return next((e for e in self.iter_entries() if e.key == key), None)
 
     # -- dict level: the public API -----------------------------------------------------------
 

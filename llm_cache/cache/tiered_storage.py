@@ -42,10 +42,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from llm_cache.cache.memory_storage import MemoryStorage
-from llm_cache.cache.storage import CacheStorage, EntryMetadata, hit_rate_percent
+from llm_cache.cache.storage import CacheStorage, EntryMetadata, StoredEntry, hit_rate_percent
 
 _LOCK_METHODS = ("atry_lock", "aunlock", "await_unlocked")
 
@@ -225,6 +226,14 @@ class TieredStorage(CacheStorage):
             "hits": memory_hits,
         }
         return stats
+
+    # -- entries: the backend's (memory holds only copies of them) ---------------------------
+
+    def iter_entries(self) -> Iterator[StoredEntry]:
+        return self.backend.iter_entries()
+
+    def peek_entry(self, key: str) -> StoredEntry | None:
+        return self.backend.peek_entry(key)
 
     # -- async: a memory hit answers without awaiting the backend ------------------------------
 

@@ -260,7 +260,7 @@ class CacheEngine:
     def _storage_failed(self, what: str, exc: BaseException) -> None:
         now = time.monotonic()
         self._last_error = f"{type(exc).__name__}: {exc}"
-        if what == "store":
+        if what in ("store", "flight lock", "flight unlock"):  # writes
             self._store_failures += 1
             self._last_store_error = self._last_error
         self._skip_until = now + self.retry_after

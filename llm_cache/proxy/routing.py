@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from llm_cache.config import Config
 from llm_cache.providers import all_providers, get_provider
@@ -123,8 +123,11 @@ def _cached_route(upstream: Upstream, rest: str) -> Route | None:
 
 
 def _check_path(path: str) -> None:
-    if any(c in path for c in _FORBIDDEN_IN_PATH):
+    """Refuse what could leave the upstream's base path or split the request line, whether
+    written plainly or percent-encoded (the proxy forwards the path as it was sent)."""
+    decoded = unquote(path)
+    if any(c in decoded for c in _FORBIDDEN_IN_PATH):
         raise BadPath("the path contains a NUL, CR or LF character")
-    for segment in path.split("/"):
+    for segment in decoded.split("/"):
         if segment in (".", "..") or segment.lower() in ("%2e", "%2e%2e", ".%2e", "%2e."):
             raise BadPath("the path contains a '.' or '..' segment")

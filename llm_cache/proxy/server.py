@@ -141,15 +141,12 @@ class ProxyApp:
             await self._refuse(send, self._openai, 431, f"more than {MAX_HEADERS} request headers")
             return
         headers = header_dict(scope["headers"])
+        # Route on the path as sent, escapes kept: a Bedrock model ARN's %2F must reach the
+        # upstream as it came, not as a path separator.
+        if raw_path := scope.get("raw_path"):
+            path = raw_path.decode("latin-1")
         try:
-            # The decoded path is checked first (an escaped NUL, CR/LF or dot segment is
-            # refused); an escaped path is then routed as sent, escapes kept, so a Bedrock model
-            # ARN's %2F reaches the upstream as it came, not as a path separator.
             route = self.router.resolve(path, headers)
-            raw_path = scope.get("raw_path")
-            if raw_path and (wire := raw_path.decode("latin-1")) != path:
-                path = wire
-                route = self.router.resolve(path, headers)
         except BadPath as exc:
             await self._refuse(send, self._openai, 400, f"{exc}; refused")
             return

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -43,6 +43,9 @@ def chat_value(n: int = 0) -> dict[str, Any]:
 
 class BackendContract:
     """Shared behaviour tests. Subclasses override ``make_storage``."""
+
+    #: Whether the backend counts hits per entry (``EntryInfo.hits``); SQLite does not.
+    TRACKS_HITS: ClassVar[bool] = True
 
     @pytest.fixture
     def make_storage(self) -> MakeStorage:  # pragma: no cover - always overridden
@@ -317,3 +320,78 @@ class BackendContract:
         storage.health_check()
         storage.set("k", {"v": 1})
         storage.close()
+
+    # -- entries (operator tools) ------------------------------------------------------------
+
+    def test_iter_entries_lists_live_entries_with_their_info(self, storage: CacheStorage) -> None:
+        before = time.time()
+        meta = {"provider": "openai", "model": "gpt-4o-mini", "endpoint": "/chat/completions"}
+        storage.set("a", chat_value(1), metadata=meta)
+        storage.set("b", {"v": 2})
+        storage.set("gone", {"v": 3}, ttl=TTL)
+        storage.get("a")
+        storage.get("a")
+        time.sleep(TTL + 0.05)
+        entries = {e.key: e for e in storage.iter_entries()}
+        assert set(entries) == {"a", "b"}  # the expired one is not listed
+        a, b = entries["a"], entries["b"]
+        assert a.data == encode_value(chat_value(1)) and b.data == encode_value({"v": 2})
+        assert a.info["size"] == len(a.data)
+        assert (a.info["provider"], a.info["model"]) == ("openai", "gpt-4o-mini")
+        assert a.info["endpoint"] in ("/chat/completions", None)  # SQLite keeps no endpoint
+        assert b.info["provider"] is None and b.info["model"] is None
+        created = a.info["created"]
+        assert created is not None and before - 1 <= created <= time.time() + 1
+        assert a.info["expires"] is None
+        last_hit = a.info["last_hit"]
+        assert last_hit is not None and last_hit >= created
+        assert b.info["last_hit"] is None
+        if self.TRACKS_HITS:
+            assert (a.info["hits"], b.info["hits"]) == (2, 0)
+
+    def test_iter_entries_counts_nothing_and_keeps_lru_order(self, storage: CacheStorage) -> None:
+        for i in range(3):
+            storage.set(f"k{i}", {"v": i}, ttl=60 if i == 2 else None)
+        storage.get("k0")
+        counters = storage.get_counters()
+        entries = list(storage.iter_entries())
+        assert sorted(e.key for e in entries) == ["k0", "k1", "k2"]
+        expires = next(e.info["expires"] for e in entries if e.key == "k2")
+        assert expires is not None and time.time() + 50 < expires < time.time() + 70
+        assert storage.get_counters() == counters
+        assert storage.get_lru_key() == "k1"
+        assert storage.peek_entry("k1") is not None
+        assert storage.get_counters() == counters
+        assert storage.get_lru_key() == "k1"
+
+    def test_peek_entry(self, storage: CacheStorage) -> None:
+        key = "clé:ü/ 1\n" + "x" * 300
+        storage.set(key, {"v": 1}, metadata={"provider": "anthropic", "model": "claude"})
+        entry = storage.peek_entry(key)
+        assert entry is not None
+        assert entry.key == key and entry.data == encode_value({"v": 1})
+        assert entry.info["provider"] == "anthropic"
+        assert storage.peek_entry("missing") is None
+        storage.set("short", {"v": 1}, ttl=TTL)
+        time.sleep(TTL + 0.05)
+        assert storage.peek_entry("short") is None
+
+    def test_iter_entries_reads_every_entry_once_past_batch_sizes(
+        self, make_storage: MakeStorage
+    ) -> None:
+        storage = make_storage(max_size=5000)
+        keys = {f"key-{i}" for i in range(1234)}
+        for key in keys:
+            storage.set_bytes(key, key.encode())
+        seen = [(e.key, e.data) for e in storage.iter_entries()]
+        assert len(seen) == len(keys)
+        assert {k for k, _ in seen} == keys
+        assert all(data == key.encode() for key, data in seen)
+
+    def test_entries_can_be_deleted_while_iterating(self, storage: CacheStorage) -> None:
+        for i in range(50):
+            storage.set(f"k{i}", {"v": i})
+        removed = sum(storage.delete(e.key) for e in storage.iter_entries() if e.key != "k7")
+        assert removed == 49
+        assert [e.key for e in storage.iter_entries()] == ["k7"]
+        assert storage.get_size() == 1

@@ -25,6 +25,8 @@ from .backend_contract import BackendContract, MakeStorage
 
 
 class TestSQLiteStorage(BackendContract):
+    TRACKS_HITS = False  # no per-entry hit count in the schema
+
     @pytest.fixture
     def make_storage(self, tmp_path: Path) -> Iterator[MakeStorage]:
         made: list[SQLiteStorage] = []

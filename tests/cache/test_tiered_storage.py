@@ -27,6 +27,8 @@ MakeRedis = Callable[..., RedisStorage]
 
 
 class TestTieredOverMemory(BackendContract):
+    TRACKS_HITS = False  # hits served from memory never reach the backend's entry
+
     @pytest.fixture
     def make_storage(self) -> Iterator[MakeStorage]:
         made: list[TieredStorage] = []
@@ -41,6 +43,8 @@ class TestTieredOverMemory(BackendContract):
 
 
 class TestTieredOverRedis(BackendContract):
+    TRACKS_HITS = False  # hits served from memory never reach the backend's entry
+
     @pytest.fixture
     async def make_storage(self, make_redis_storage: MakeRedis) -> AsyncIterator[MakeStorage]:
         made: list[TieredStorage] = []
