@@ -222,7 +222,10 @@ class ProxyApp:
             method: str, url: str, headers: Headers, body: bytes
         ) -> UpstreamResponse:
             if signer is not None:
-                signed = signer(
+                # Off the event loop: the first call reads the AWS credential chain (files,
+                # SSO, instance metadata) and refreshable credentials may refresh.
+                signed = await asyncio.to_thread(
+                    signer,
                     method,
                     url,
                     [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
