@@ -42,6 +42,7 @@ examples:
   llm-cache prune --older-than 30d     remove entries stored over 30 days ago
   llm-cache clear --yes                remove every entry
   llm-cache config                     the settings in force (secrets masked)
+  llm-cache calibrate pairs.jsonl      semantic cache precision/recall on your pairs
 
 \b
 then point an SDK at the proxy:
@@ -209,6 +210,9 @@ def stats(as_json: bool) -> None:
     config = _config()
     with _storage(config) as storage:
         data: dict[str, Any] = storage.get_stats()
+    from llm_cache.observability.report import add_proxy_savings, savings_lines
+
+    add_proxy_savings(config, data)  # savings are counted by the running proxy
     if as_json:
         click.echo(orjson.dumps(data).decode())
         return
@@ -217,6 +221,8 @@ def stats(as_json: bool) -> None:
     click.echo(f"hits      {data['hits']}")
     click.echo(f"misses    {data['misses']}")
     click.echo(f"hit rate  {data['hit_rate']:.2f} %")
+    for line in savings_lines(data):
+        click.echo(line)
 
 
 @cli.command(short_help="remove every cached entry and reset the counters")
@@ -542,6 +548,49 @@ def prune(older_than: float, dry_run: bool) -> None:
         result = prune_entries(storage, older_than, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     _err(f"{verb} {result.removed} of {result.examined} entries from {_where(config)}")
+
+
+# -- semantic cache ---------------------------------------------------------------------------
+
+
+@cli.command(short_help="measure the semantic cache on your own labelled question pairs")
+@click.argument("file", metavar="FILE")
+@click.option(
+    "--embedder",
+    default="local",
+    show_default=True,
+    help="local or local:minilm (upstream embedders: measure through the proxy)",
+)
+@click.option(
+    "--max-false-hits",
+    "max_false_hits",
+    type=float,
+    default=1.0,
+    show_default=True,
+    metavar="PERCENT",
+    help="largest acceptable share of false hits",
+)
+@click.option("--no-guards", "no_guards", is_flag=True, help="similarity alone (to compare)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def calibrate(
+    file: str, embedder: str, max_false_hits: float, no_guards: bool, as_json: bool
+) -> int:
+    """Recall and false hits per threshold on FILE (JSON Lines, one pair a line:
+    {"a": "...", "b": "...", "same": true|false, "kind": "optional group"}), and the lowest
+    threshold that keeps false hits within --max-false-hits."""
+    import argparse
+
+    from llm_cache.semantic.calibrate import run
+
+    return run(
+        argparse.Namespace(
+            file=file,
+            embedder=embedder,
+            max_false_hits=max_false_hits,
+            no_guards=no_guards,
+            json=as_json,
+        )
+    )
 
 
 # -- entry point --------------------------------------------------------------------------------

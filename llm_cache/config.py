@@ -127,6 +127,8 @@ class Config:
     admin_token: str | None = field(default=None, repr=False)
     mode: str = "readwrite"
     log_level: str = "info"
+    #: ``text`` or ``json`` (every log line one JSON object) -- observability
+    log_format: str = "text"
     memory_tier_size: int = 0
     memory_tier_ttl: float = 5.0
     flight_lock_ttl: float = 60.0
@@ -143,6 +145,10 @@ class Config:
     # -- tenants (issue 15) --
     isolate_by: str = "none"
     secret: str | None = field(default=None, repr=False)
+    # semantic cache (llm_cache/semantic): opt-in; threshold None = the calibrated default
+    semantic: bool = False
+    semantic_threshold: float | None = None
+    semantic_embedder: str = "local"
 
     def __init__(
         self,
@@ -213,6 +219,8 @@ class Config:
             self.mode = v.lower()
         if v := get("LOG_LEVEL"):
             self.log_level = v.lower()
+        if v := get("LOG_FORMAT"):
+            self.log_format = v.lower()
         if v := get("REDIS_NAMESPACE"):
             if not all(c.isalnum() or c in "-_.:" for c in v):
                 raise ValueError(
@@ -240,6 +248,31 @@ class Config:
             if tier_ttl is not None:
                 self.memory_tier_ttl = tier_ttl
         self._load_provider_settings(env, get)
+        self._load_semantic(env)
+
+    def _load_semantic(self, env: Mapping[str, str]) -> None:
+        """``LLM_CACHE_SEMANTIC``, ``_SEMANTIC_THRESHOLD``, ``_SEMANTIC_EMBEDDER``."""
+        p = ENV_PREFIX
+        if (v := env.get(p + "SEMANTIC")) is not None:
+            self.semantic = _parse_bool(p + "SEMANTIC", v)
+        if (v := env.get(p + "SEMANTIC_THRESHOLD")) is not None and v.strip():
+            try:
+                self.semantic_threshold = float(v)
+            except ValueError:
+                raise ValueError(
+                    f"{p}SEMANTIC_THRESHOLD must be a number between 0 and 1, got {v!r}"
+                ) from None
+        if (v := env.get(p + "SEMANTIC_EMBEDDER")) is not None and v.strip():
+            self.semantic_embedder = v.strip()
+
+    def _validate_semantic(self) -> None:
+        p = ENV_PREFIX
+        t = self.semantic_threshold
+        if t is not None and not 0.0 <= t <= 1.0:
+            raise ValueError(f"{p}SEMANTIC_THRESHOLD must be between 0 and 1, got {t!r}")
+        from llm_cache.semantic.settings import parse_embedder_spec
+
+        parse_embedder_spec(self.semantic_embedder)
 
     def _load_provider_settings(self, env: Mapping[str, str], get: Any) -> None:
         """Upstreams of the round-2 providers; the AWS region falls back to AWS's own."""
@@ -281,6 +314,8 @@ class Config:
         )
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError(f"{p}LOG_LEVEL must be a logging level name, got {self.log_level!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"{p}LOG_FORMAT must be text or json, got {self.log_format!r}")
         if self.isolate_by not in ("none", "api_key"):
             raise ValueError(f"{p}ISOLATE_BY must be none or api_key, got {self.isolate_by!r}")
         if self.memory_tier_size < 0:
@@ -291,6 +326,7 @@ class Config:
                 f"got {self.memory_tier_ttl!r}"
             )
         self._validate_provider_settings()
+        self._validate_semantic()
 
     def _validate_provider_settings(self) -> None:
         p = ENV_PREFIX

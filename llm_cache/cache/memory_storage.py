@@ -96,8 +96,11 @@ class MemoryStorage(CacheStorage):
             if key in self._data:
                 self._data.move_to_end(key)
             self._data[key] = item
+            evicted = 0
             while len(self._data) > self.max_size:
                 self._data.popitem(last=False)
+                evicted += 1
+        self._evicted(evicted)
 
     def delete(self, key: str) -> bool:
         with self._lock:

@@ -471,7 +471,7 @@ class RedisStorage(CacheStorage):
             self.delete(key)
             return
         keys, args = self._set_args(key, data, metadata, ttl)
-        self._eval("set", keys, args)
+        self._evicted(int(self._eval("set", keys, args) or 0))
 
     def delete(self, key: str) -> bool:
         return bool(self._eval("delete", [self._vkey(key), self._lru, self._exp], [key]))
@@ -567,7 +567,7 @@ class RedisStorage(CacheStorage):
             await self.adelete(key)
             return
         keys, args = self._set_args(key, data, metadata, ttl)
-        await self._aeval("set", keys, args)
+        self._evicted(int(await self._aeval("set", keys, args) or 0))
 
     async def adelete(self, key: str) -> bool:
         return bool(await self._aeval("delete", [self._vkey(key), self._lru, self._exp], [key]))

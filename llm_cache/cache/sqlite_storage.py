@@ -672,7 +672,7 @@ class SQLiteStorage(CacheStorage):
         data = bytes(data)
         id_ = key_row_id(key)
 
-        def store(conn: sqlite3.Connection) -> None:
+        def store(conn: sqlite3.Connection) -> int:
             with self._state_lock:
                 now = self._stamp_locked()
             expires = None if ttl is None else now + ttl
@@ -681,9 +681,10 @@ class SQLiteStorage(CacheStorage):
             if excess > 0:  # expired entries go first, then the least recently used
                 excess -= conn.execute(_PURGE_EXPIRED, (now,)).rowcount
             if excess > 0:
-                conn.execute(_EVICT, (excess,))
+                return int(conn.execute(_EVICT, (excess,)).rowcount)
+            return 0
 
-        self._write(store)
+        self._evicted(self._write(store))
 
     def delete(self, key: str) -> bool:
         params = (key_row_id(key), key)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, NamedTuple, TypedDict
 
 from llm_cache.cache.codec import CorruptValueError, decode_value, encode_value
@@ -74,6 +74,15 @@ class CacheStorage(ABC):
     backend_name: ClassVar[str] = "abstract"
     max_size: int
     ttl: float | None
+    #: Told how many entries a store evicted to make room (metrics); ``None``: nobody listens.
+    on_evict: Callable[[int], None] | None = None
+
+    def _evicted(self, count: int) -> None:
+        if count > 0 and self.on_evict is not None:
+            try:
+                self.on_evict(count)
+            except Exception:  # an observer never fails a store
+                logger.exception("eviction observer failed")
 
     # -- byte level: what each backend implements ---------------------------------------------
 

@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 import orjson
@@ -56,6 +56,9 @@ from llm_cache.engine.exchange import (
 from llm_cache.engine.flight import Flight, FlightFailed, FlightTable, FlightTables
 from llm_cache.engine.policy import CacheEngine
 from llm_cache.providers.base import ProviderSpec, RouteMatch
+
+if TYPE_CHECKING:
+    from llm_cache.semantic.cache import SemanticCache
 
 __all__ = [
     "Answer",
@@ -177,8 +180,10 @@ class HttpCache:
         *,
         isolate_by: str = "none",
         secret: str | None = None,
+        semantic: SemanticCache | None = None,
     ) -> None:
         self.engine = engine
+        self.semantic = semantic
         self.bus = bus if bus is not None else EventBus()
         self.flights = FlightTables()
         self.isolate_by = isolate_by
@@ -246,6 +251,7 @@ class HttpCache:
             ttl=controls.ttl,
             want_stream=want_stream,
         )
+        call.namespace, call.tenant = controls.namespace, tenant
 
         items = provider.batch_items(match.endpoint, body)
         if items is not None and controls.bucket_size == 1:
@@ -257,6 +263,18 @@ class HttpCache:
                 hit = self._from_entry(entry, want_stream, match, body, key, event, started)
                 if hit is not None:
                     return _with_bucket(hit, controls, slot)
+            if self.semantic is not None and controls.bucket_size == 1:
+                from llm_cache.semantic.cache import SemanticRequestError
+
+                try:
+                    near = await self._semantic_hit(call, controls.max_age, event, started)
+                except SemanticRequestError as exc:
+                    event.error = str(exc)
+                    return self._error(
+                        provider, 400, str(exc), "invalid_request_error", event, started
+                    )
+                if near is not None:
+                    return near
         if engine.offline or controls.only_if_cached:
             return self._not_cached(provider, key, event, started, engine.offline)
         # Filling a bucket: each request adds its own answer, no sharing.
@@ -268,6 +286,52 @@ class HttpCache:
             controls,
             slot,
         )
+
+    async def _semantic_hit(
+        self, call: _Call, max_age: float | None, event: ExchangeEvent, started: float
+    ) -> Answer | None:
+        """After an exact miss: the entry of a stored question that means the same (SPEC
+        "Semantic cache"); readwrite/readonly only, never with ``X-Cache-Semantic: off``."""
+        from llm_cache.semantic.cache import format_similarity, read_semantic_headers
+
+        semantic, req = self.semantic, call.req
+        shape = call.match.provider.semantic_shapes.get(call.match.endpoint)
+        if semantic is None or shape is None:
+            return None
+        if not semantic.applies(self.engine.mode, req.header_map):
+            return None
+        _, threshold = read_semantic_headers(req.header_map)
+        near = await semantic.lookup(
+            call.match.provider.name,
+            call.match.endpoint,
+            call.body,
+            threshold=threshold,
+            auth=semantic.auth_for(req.url, req.header_map),
+            key_of=_key_of(call),
+            shape=shape,
+        )
+        if near is None:
+            return None
+        entry = await self.engine.lookup_entry(near.entry_key)
+        if entry is None:
+            await semantic.forget(near)  # evicted or expired since: a plain miss
+            return None
+        if max_age is not None and time.time() - entry.created >= max_age:
+            return None
+        answer = self._from_entry(
+            entry,
+            call.want_stream,
+            call.match,
+            call.body,
+            near.entry_key,
+            event,
+            started,
+            ev.SEMANTIC_HIT,
+        )
+        if answer is not None:
+            similarity = format_similarity(near.similarity).encode()
+            answer.headers.append((b"x-cache-similarity", similarity))
+        return answer
 
     async def _miss(
         self,
@@ -696,6 +760,18 @@ class HttpCache:
         elif 200 <= response.status < 300:
             logger.debug("not storing %s: %s", call.key[:12], why)
         flight.finish(entry)
+        shape = provider.semantic_shapes.get(call.match.endpoint)
+        if flight.stored and self.semantic is not None and shape is not None:
+            await self.semantic.remember(  # after finish: the client never waits
+                provider.name,
+                call.match.endpoint,
+                call.body,
+                "",
+                call.key,
+                auth=self.semantic.auth_for(call.req.url, call.req.header_map),
+                key_of=_key_of(call),
+                shape=shape,
+            )
 
     # -- pass-through and errors --------------------------------------------------------------
 
@@ -795,6 +871,8 @@ class _Call:
     store: bool
     ttl: float | None
     want_stream: bool
+    namespace: str = ""
+    tenant: str = ""
 
 
 def _with_bucket(answer: Answer, controls: Controls, slot: int) -> Answer:
@@ -809,6 +887,15 @@ def cache_headers(hit: bool, key: str, status: str) -> Headers:
         (b"x-cache-key", key.encode()),
         (b"x-cache-status", status.encode()),
     ]
+
+
+def _key_of(call: _Call) -> Callable[[Mapping[str, Any]], str]:
+    """The exact key of ``call`` with another body: a semantic partition is the key of the
+    request with its last user text taken out (so namespace and tenant are in it too)."""
+    req = call.req
+    return lambda body: exchange_key(
+        call.match, req.url, body, req.header_map, call.namespace, call.tenant
+    )
 
 
 def _publish_entry(flight: Flight, entry: Entry) -> None:

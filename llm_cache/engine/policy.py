@@ -11,8 +11,10 @@ how the proxy reconnects by itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from llm_cache.cache.codec import CorruptValueError, encode_value, is_entry
@@ -63,6 +65,8 @@ class CacheEngine:
         self._last_store_error: str | None = None
         self._last_error: str | None = None
         self._last_logged_at = 0.0
+        #: Told of every storage failure (metrics); ``None``: nobody listens.
+        self.on_storage_error: Callable[[str, BaseException], None] | None = None
 
     # -- policy -------------------------------------------------------------------------------
 
@@ -259,6 +263,9 @@ class CacheEngine:
 
     def _storage_failed(self, what: str, exc: BaseException) -> None:
         now = time.monotonic()
+        if self.on_storage_error is not None:
+            with contextlib.suppress(Exception):
+                self.on_storage_error(what, exc)
         self._last_error = f"{type(exc).__name__}: {exc}"
         if what in ("store", "flight lock", "flight unlock"):  # writes
             self._store_failures += 1

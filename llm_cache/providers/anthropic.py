@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -45,6 +45,7 @@ _DELTA_USAGE = (
 
 class AnthropicProvider(ProviderSpec):
     name = "anthropic"
+    semantic_shapes: ClassVar[Mapping[str, str]] = {MESSAGES: "messages"}
     routes = (RouteSpec("/v1" + MESSAGES, MESSAGES),)
     base_url_setting = "anthropic_base_url"
     passthrough_prefixes = ("/v1/",)

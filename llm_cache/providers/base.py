@@ -230,6 +230,9 @@ class ProviderSpec:
     stream_field: ClassVar[str] = "stream"
     #: Value meaning "stream" when the field is absent (Ollama streams by default).
     stream_default: ClassVar[bool] = False
+    #: Chat-style endpoints the semantic cache may answer, each with its body shape
+    #: (``"messages"``, ``"responses"`` or ``"contents"``: see ``llm_cache.semantic.partition``).
+    semantic_shapes: ClassVar[Mapping[str, str]] = {}
 
     # -- routes and keys ----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -55,6 +55,7 @@ _MODEL = "/{version}/models/{model}"
 
 class GeminiProvider(ProviderSpec):
     name = "gemini"
+    semantic_shapes: ClassVar[Mapping[str, str]] = {GENERATE: "contents"}
     routes = (
         RouteSpec(_MODEL + ":generateContent", GENERATE, stream=False),
         RouteSpec(_MODEL + ":streamGenerateContent", GENERATE, stream=True),

@@ -23,7 +23,7 @@ kept by the server and changed by others (``conversation``, a ``prompt`` without
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from llm_cache.providers import openai_chat as chat
 from llm_cache.providers import openai_responses as responses
@@ -46,6 +46,7 @@ _UNPINNED_VERSIONS = frozenset({"", "latest"})
 
 class OpenAIProvider(ProviderSpec):
     name = "openai"
+    semantic_shapes: ClassVar[Mapping[str, str]] = {CHAT: "messages", RESPONSES: "responses"}
     routes = (
         RouteSpec(CHAT, CHAT),
         RouteSpec(COMPLETIONS, COMPLETIONS),

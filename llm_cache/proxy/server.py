@@ -30,8 +30,10 @@ from llm_cache.engine.http_cache import (
     SendUpstream,
     UpstreamResponse,
 )
+from llm_cache.observability.hub import Observability  # observability
 from llm_cache.providers import get_provider
 from llm_cache.providers.base import ProviderSpec
+from llm_cache.proxy.dashboard import Dashboard, authorized  # observability
 from llm_cache.proxy.http import (
     BodyTooLarge,
     ClientWatch,
@@ -47,6 +49,7 @@ from llm_cache.proxy.http import (
 )
 from llm_cache.proxy.management import admin_credential, handle_compat, handle_management
 from llm_cache.proxy.routing import BadPath, Router, Upstream
+from llm_cache.semantic.cache import semantic_cache_for
 
 logger = logging.getLogger("llm_cache.proxy")
 
@@ -66,9 +69,17 @@ class ProxyApp:
             ttl=config.ttl,
             flight_lock_ttl=config.flight_lock_ttl,
         )
-        self.cache = HttpCache(self.engine, isolate_by=config.isolate_by, secret=config.secret)
+        self.semantic = semantic_cache_for(  # None unless LLM_CACHE_SEMANTIC=true
+            config, self.storage, lambda name: self._client(Upstream(name, "", self._openai))
+        )
+        self.cache = HttpCache(
+            self.engine, isolate_by=config.isolate_by, secret=config.secret, semantic=self.semantic
+        )
         self.counters = ProcessCounters()
         self.cache.bus.subscribe(self.counters)
+        # observability: metrics, request log, dashboard (subscribe to self.cache.bus)
+        self.observability = Observability(self.cache, self.engine, self.storage)
+        self.dashboard = Dashboard(self)
         self.router = Router(config)
         self._timeout = httpx2.Timeout(
             connect=10.0, read=config.upstream_read_timeout, write=60.0, pool=60.0
@@ -103,6 +114,7 @@ class ProxyApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.observability.start()  # observability
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -110,11 +122,14 @@ class ProxyApp:
                 return
 
     async def aclose(self) -> None:
+        await self.observability.aclose()  # observability
         for clients in list(self._clients.values()):
             for client in clients.values():
                 with contextlib.suppress(Exception):  # a client of a loop that is gone
                     await client.aclose()
         self._clients.clear()
+        if self.semantic is not None:
+            await self.semantic.aclose()
         try:
             await self.storage.aclose()
         except Exception:
@@ -125,6 +140,12 @@ class ProxyApp:
         if path == "/health":
             await _send_json(send, 200, await self.engine.health())
             return
+        if path.startswith("/dashboard"):  # observability
+            await self.dashboard.handle(scope, receive, send)
+            return
+        if path == "/metrics":  # observability
+            await self._metrics(scope, send)
+            return
         if (path == "/" or path.startswith("/cache/")) and await handle_compat(
             scope, send, self.storage, self._admin
         ):
@@ -134,7 +155,10 @@ class ProxyApp:
                 "mode": self.engine.mode,
                 "in_flight": len(self.cache.flights),
                 **self.counters.snapshot(),
+                **self.observability.stats_fields(),  # observability: savings, all workers
             }
+            if self.semantic is not None:
+                extra["semantic"] = self.semantic.stats()
             await handle_management(scope, send, self.storage, self._admin, extra)
             return
         if len(scope["headers"]) > MAX_HEADERS:
@@ -183,6 +207,17 @@ class ProxyApp:
             await self._send_answer(send, watch, answer)
         finally:
             watch.cancel()
+
+    async def _metrics(self, scope: Scope, send: Send) -> None:
+        """``GET /metrics`` (observability): Prometheus text, admin token applies."""
+        from llm_cache.observability.metrics import CONTENT_TYPE
+
+        if not authorized(scope, self.config.admin_token):
+            body = b'{"error": {"message": "missing or wrong admin token", "type": "unauthorized"}}'
+            await send_bytes(send, 401, [(b"content-type", b"application/json")], body)
+            return
+        text = await self.observability.metrics.render(self.storage)
+        await send_bytes(send, 200, [(b"content-type", CONTENT_TYPE.encode())], text)
 
     async def _send_answer(self, send: Send, watch: ClientWatch, answer: Answer) -> None:
         completed = False
@@ -319,16 +354,18 @@ def app_factory() -> ProxyApp:
 
 def serve(config: Config, *, workers: int = 1, access_log: bool = False) -> None:
     """Run the proxy on uvicorn (uvloop + httptools when available)."""
+    import logging.config
+
     import uvicorn
 
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
-    # The HTTP client's per-request lines print full URLs (a Gemini ``?key=`` among them):
-    # debug only. The proxy writes its own line per request, without credentials.
-    for name in ("httpx", "httpx2", "httpcore", "httpcore2"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    from llm_cache.observability.request_log import logging_config
+
+    # observability: one format (text or JSON) for our lines and uvicorn's, in every worker;
+    # the HTTP client's lines (full URLs) stay below info.
+    log_config = logging_config(config.log_level, config.log_format)
+    logging.config.dictConfig(log_config)
     options: dict[str, Any] = {
+        "log_config": log_config,
         "host": config.proxy_host,
         "port": config.proxy_port,
         "loop": "auto",
@@ -357,6 +394,9 @@ def serve(config: Config, *, workers: int = 1, access_log: bool = False) -> None
 
         os.environ["LLM_CACHE_PROXY_HOST"] = config.proxy_host
         os.environ["LLM_CACHE_PROXY_PORT"] = str(config.proxy_port)
+        from llm_cache.observability.workers import share_metrics_between_workers
+
+        share_metrics_between_workers()  # observability: /metrics sums every worker
         uvicorn.run("llm_cache.proxy.server:app_factory", factory=True, workers=workers, **options)
     else:
         uvicorn.run(create_app(config), **options)
