@@ -283,7 +283,10 @@ class ProxyApp:
         ) -> UpstreamResponse:
             headers = forward_request_headers(headers)
             if signer is not None:
-                signed = signer(
+                # Off the event loop: the first call reads the AWS credential chain (files,
+                # SSO, instance metadata) and refreshable credentials may refresh.
+                signed = await asyncio.to_thread(
+                    signer,
                     method,
                     url,
                     [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
