@@ -145,6 +145,10 @@ class FlightTable:
         flight.subscribers += 1
         return flight, leader
 
+    def get(self, key: str) -> Flight | None:
+        """The flight in progress for ``key``, if any (without joining it)."""
+        return self._flights.get(key)
+
     def solo(self, pump: Pump) -> Flight:
         """A flight of one subscriber, outside the table (bypass requests)."""
         flight = Flight()
