@@ -53,6 +53,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from llm_cache.cache.storage import (
+    BulkItem,
+    BulkWriteError,
     CacheStorage,
     EntryInfo,
     EntryMetadata,
@@ -630,6 +632,36 @@ class RedisStorage(CacheStorage):
                     batch = []
             if batch:
                 yield from self._read_entries(client, batch)
+
+    def set_many_bytes(self, items: Sequence[BulkItem]) -> int:
+        """The store script for every item in one pipelined round trip (not atomic: on an
+        error, the items whose script ran are stored and counted in ``BulkWriteError``).
+        redis-py refuses scripts in Cluster pipelines: there, one round trip per item."""
+        if self.cluster:
+            return super().set_many_bytes(items)
+        script = _SCRIPTS["set"]
+        calls = []
+        for key, data, metadata, ttl in items:
+            ttl = self.ttl if ttl is None else ttl
+            if self._expired_now(ttl):
+                continue
+            calls.append(self._set_args(key, data, metadata, ttl))
+        if not calls:
+            return 0
+        with self._errors():
+            client = self._client()
+            client.script_load(script.source)  # so EVALSHA in the pipeline finds it
+            pipe = client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                replies = pipe.execute(raise_on_error=False)
+            except Exception as exc:  # the connection failed: nothing is known to be stored
+                raise BulkWriteError(0, exc) from exc
+        for n, reply in enumerate(replies):
+            if isinstance(reply, Exception):
+                raise BulkWriteError(n, reply)
+        return len(calls)
 
     def peek_entry(self, key: str) -> StoredEntry | None:
         with self._errors():

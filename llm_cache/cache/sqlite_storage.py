@@ -35,7 +35,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from hashlib import blake2b
@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from llm_cache.cache.storage import (
+    BulkItem,
+    BulkWriteError,
     CacheStorage,
     EntryInfo,
     EntryMetadata,
@@ -868,9 +870,44 @@ class SQLiteStorage(CacheStorage):
         """Write pending recency and counters now (also done on ``close()``)."""
         self._write(lambda conn: None)
 
+    def set_many_bytes(self, items: Sequence[BulkItem]) -> int:
+        """All ``items`` in one write transaction (all or none), evicting once at the end."""
+        rows = []
+        for key, data, metadata, ttl in items:
+            ttl = self.ttl if ttl is None else ttl
+            meta = (_metadata_text(metadata, "provider"), _metadata_text(metadata, "model"))
+            rows.append((key_row_id(key), key, bytes(data), ttl, *meta))
+
+        def store(conn: sqlite3.Connection) -> None:
+            now = 0.0
+            for id_, key, data, ttl, provider, model in rows:
+                with self._state_lock:
+                    now = self._stamp_locked()
+                expires = None if ttl is None else now + ttl
+                conn.execute(_UPSERT, (id_, key, data, now, expires, len(data), provider, model))
+            excess = conn.execute(_COUNT).fetchone()[0] - self.max_size
+            if excess > 0:
+                excess -= conn.execute(_PURGE_EXPIRED, (now,)).rowcount
+            if excess > 0:
+                conn.execute(_EVICT, (excess,))
+
+        try:
+            self._write(store)
+        except StorageError as exc:
+            raise BulkWriteError(0, exc) from exc
+        return len(rows)
+
     # -- entries, for the operator tools --------------------------------------------------------
 
     _ITER_BATCH = 500
+
+    def _flush_pending(self) -> None:
+        """Flush only when this process holds deferred work: reading entries never writes to
+        the file otherwise (an export from a read-only copy works)."""
+        with self._state_lock:
+            pending = bool(self._pending or self._hits or self._misses)
+        if pending:
+            self.flush()
 
     def _entry_columns(self, conn: sqlite3.Connection) -> list[str]:
         """The ``entries`` columns to read: the base ones, plus per-entry hit figures and the
@@ -901,7 +938,7 @@ class SQLiteStorage(CacheStorage):
 
     def iter_entries(self) -> Iterator[StoredEntry]:
         """Entries in row-id order, ``_ITER_BATCH`` rows per short read (no long transaction)."""
-        self.flush()  # this process's deferred recency, so last-hit times are current
+        self._flush_pending()  # this process's deferred recency, so last-hit times are current
         conn = self._conn()
         names = self._entry_columns(conn)
         sql = (
@@ -923,7 +960,7 @@ class SQLiteStorage(CacheStorage):
                 return
 
     def peek_entry(self, key: str) -> StoredEntry | None:
-        self.flush()
+        self._flush_pending()
         conn = self._conn()
         names = self._entry_columns(conn)
         sql = (

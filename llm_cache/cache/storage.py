@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, NamedTuple, TypedDict
 
 from llm_cache.cache.codec import CorruptValueError, decode_value, encode_value
@@ -55,6 +55,19 @@ class StoredEntry(NamedTuple):
 
 class StorageError(RuntimeError):
     """The backend failed (connection lost, disk full...). Front ends fail open on it."""
+
+
+#: One item of :meth:`CacheStorage.set_many_bytes`: key, data, metadata, ttl.
+BulkItem = tuple[str, bytes, "EntryMetadata | dict[str, Any] | None", "float | None"]
+
+
+class BulkWriteError(StorageError):
+    """``set_many_bytes`` failed; ``stored`` items of the batch are known to be stored."""
+
+    def __init__(self, stored: int, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.stored = stored
+        self.cause = cause
 
 
 def hit_rate_percent(hits: int, misses: int) -> float:
@@ -155,6 +168,17 @@ class CacheStorage(ABC):
         raise ``NotImplementedError``.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot list its entries")
+
+    def set_many_bytes(self, items: Sequence[BulkItem]) -> int:
+        """Store ``(key, data, metadata, ttl)`` items as ``set_bytes`` would, one after another;
+        the number stored. Backends override it to store a batch in one transaction or round
+        trip (import). On an error, the items before the failing one may be stored."""
+        for n, (key, data, metadata, ttl) in enumerate(items):
+            try:
+                self.set_bytes(key, data, metadata, ttl)
+            except Exception as exc:
+                raise BulkWriteError(n, exc) from exc
+        return len(items)
 
     def peek_entry(self, key: str) -> StoredEntry | None:
         """The entry under ``key`` without counting a hit or refreshing recency, or ``None``.

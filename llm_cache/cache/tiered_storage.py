@@ -42,11 +42,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from llm_cache.cache.memory_storage import MemoryStorage
-from llm_cache.cache.storage import CacheStorage, EntryMetadata, StoredEntry, hit_rate_percent
+from llm_cache.cache.storage import (
+    BulkItem,
+    CacheStorage,
+    EntryMetadata,
+    StoredEntry,
+    hit_rate_percent,
+)
 
 _LOCK_METHODS = ("atry_lock", "aunlock", "await_unlocked")
 
@@ -231,6 +237,14 @@ class TieredStorage(CacheStorage):
 
     def iter_entries(self) -> Iterator[StoredEntry]:
         return self.backend.iter_entries()
+
+    def set_many_bytes(self, items: Sequence[BulkItem]) -> int:
+        for key, *_ in items:
+            self._invalidate(key)
+        stored = self.backend.set_many_bytes(items)
+        for key, _, _, ttl in items:
+            self._written(key, ttl)
+        return stored
 
     def peek_entry(self, key: str) -> StoredEntry | None:
         return self.backend.peek_entry(key)

@@ -134,12 +134,20 @@ class FlightTable:
         """Subscribe to the flight for ``key``, starting ``pump(flight)`` if there is none.
         Returns the flight and whether this caller started it. Call ``leave`` when done."""
         flight = self._flights.get(key)
+        if flight is not None and flight.done:
+            # Finished (its pump is only tidying up): a request that comes now is a new one
+            # and makes its own call; only requests that overlap a call share its answer.
+            flight = None
         leader = flight is None
         if flight is None:
             flight = self._flights[key] = Flight()
             flight.task = asyncio.ensure_future(self._run(key, flight, pump))
         flight.subscribers += 1
         return flight, leader
+
+    def get(self, key: str) -> Flight | None:
+        """The flight in progress for ``key``, if any (without joining it)."""
+        return self._flights.get(key)
 
     def solo(self, pump: Pump) -> Flight:
         """A flight of one subscriber, outside the table (bypass requests)."""

@@ -349,6 +349,9 @@ class HttpCache:
             leader = True
         else:
             flight_key = call.key if call.store else call.key + ":no-store"
+            hit = await self._after_ended_stream(table.get(flight_key), call, gone, event, started)
+            if hit is not None:
+                return hit
             flight, leader = table.join(flight_key, lambda f: self._pump(f, call, send_upstream))
         release = _releaser(table, flight)
         try:
@@ -358,6 +361,35 @@ class HttpCache:
         except BaseException:
             release()
             raise
+
+    async def _after_ended_stream(
+        self,
+        flight: Flight | None,
+        call: _Call,
+        gone: Callable[[], Awaitable[Any]] | None,
+        event: ExchangeEvent,
+        started: float,
+    ) -> Answer | None:
+        """A request arriving just after a stream's end marker (its client has the whole answer
+        and asks again at once) while the upstream's last bytes and the store are pending:
+        wait for them and answer as a hit, as it would a moment later."""
+        if (
+            flight is None
+            or flight.done
+            or not call.store
+            or flight.ended_cleanly is None
+            or not flight.ended_cleanly()
+        ):
+            return None
+        try:
+            await _until(asyncio.wait_for(flight.wait_done(), 5.0), gone)
+        except asyncio.TimeoutError:
+            return None
+        if not flight.stored or flight.entry is None:
+            return None
+        return self._from_entry(
+            flight.entry, call.want_stream, call.match, call.body, call.key, event, started
+        )
 
     async def _lookup(self, call: _Call, controls: Controls) -> tuple[int, Entry | None]:
         """A usable stored entry (fresh enough for ``max-age``) and its bucket slot. With a

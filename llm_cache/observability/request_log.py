@@ -51,7 +51,7 @@ class RequestLog:
             f"{fields['duration_ms']:.1f}ms"
         )
         if event.error:
-            message += f" error={event.error}"
+            message += f" error={printable(event.error)}"
         # ``makeRecord`` + ``handle`` rather than ``info()``: the same record without the walk up
         # the stack for the caller's file and line (a third of a log call's cost, and always
         # this module anyway).
@@ -65,7 +65,9 @@ def request_fields(event: ExchangeEvent) -> dict[str, Any]:
     """The structured fields of a request line (also the JSON object's extra keys)."""
     fields: dict[str, Any] = {
         "method": event.method,
-        "path": event.path.split("?", 1)[0],  # the event holds no query; never log one
+        # The event holds no query (never log one); control characters are escaped, so a
+        # path cannot forge a line of its own.
+        "path": printable(event.path.split("?", 1)[0]),
         "status": event.http_status,
         "cache_status": event.cache_status,
         "key": event.key[:KEY_PREFIX],
@@ -76,6 +78,14 @@ def request_fields(event: ExchangeEvent) -> dict[str, Any]:
     if event.error:
         fields["error"] = event.error
     return fields
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (CR, LF, NUL, ...) shown as ``\\xNN``."""
+    return text.translate(_CONTROL) if not text.isprintable() else text
 
 
 class JsonFormatter(logging.Formatter):

@@ -4,9 +4,12 @@ The table is the ``genai-prices`` package (extra ``[prices]``), which tracks the
 published prices; we never keep prices of our own. A hit's cost is the price of the usage its
 stored answer recorded, computed exactly as the provider bills that request (tiers included).
 
-A model the table does not know -- a local Ollama model, a fine-tune, a name from a custom
-upstream -- costs 0 and is reported as unpriced, so nobody mistakes "0" for "free". Without the
-package every cost is 0 and ``available`` says why.
+A model the table does not know -- a local model (its provider declares ``price_provider =
+None``), a fine-tune, a name from a custom upstream -- costs 0 and is reported as unpriced, so
+nobody mistakes "0" for "free". Without the package every cost is 0 and ``available`` says why.
+The table's provider id is the provider's ``price_provider`` (its name when empty); a model the
+table lacks under that provider is looked up by its name alone (a named upstream serving
+another vendor's model).
 
 Price look-ups take ~1 ms; a hit replays the same usage each time, so results are memoized on
 (provider, model, input, output) and a repeated hit costs a dict look-up.
@@ -23,22 +26,6 @@ __all__ = ["PriceTable", "price_table"]
 
 logger = logging.getLogger("llm_cache.savings")
 
-#: Our provider names → the price table's provider ids (others are looked up by model alone).
-PROVIDER_IDS = {
-    "openai": "openai",
-    "anthropic": "anthropic",
-    "gemini": "google",
-    "google": "google",
-    "cohere": "cohere",
-    "azure": "azure",
-    "azure_openai": "azure",
-    "bedrock": "aws",
-    "mistral": "mistral",
-    "groq": "groq",
-    "deepseek": "deepseek",
-}
-#: Providers that run models locally: no list price, by design.
-LOCAL_PROVIDERS = frozenset({"ollama"})
 INSTALL_HINT = "pip install 'llm-caching[prices]' (Python >= 3.11) for cost figures"
 
 
@@ -85,11 +72,11 @@ class PriceTable:
     def _cost(
         self, provider: str, model: str, input_tokens: int, output_tokens: int
     ) -> float | None:
-        if provider in LOCAL_PROVIDERS or not self.load():
+        provider_id = price_provider(provider)
+        if provider_id is None or not self.load():
             return None
         usage = self._usage_type(input_tokens=input_tokens, output_tokens=output_tokens)
-        provider_id = PROVIDER_IDS.get(provider)
-        for kwargs in ({"provider_id": provider_id}, {}) if provider_id else ({},):
+        for kwargs in ({"provider_id": provider_id}, {}):
             try:
                 return float(self._calc(usage, model, **kwargs).total_price)
             except LookupError:
@@ -111,6 +98,18 @@ class PriceTable:
             names = ", ".join(sorted(f"{p}/{m}" for p, m in self.unpriced)[:10])
             return f"no list price known for {names}: their savings count $0"
         return None
+
+
+def price_provider(name: str) -> str | None:
+    """The price table's id for one of our providers (each provider module declares it);
+    ``None`` for providers whose models run locally."""
+    from llm_cache.providers import get_provider
+
+    try:
+        spec = get_provider(name)
+    except ValueError:
+        return name  # not one of ours (a test's provider): try the name as it is
+    return name if spec.price_provider == "" else spec.price_provider
 
 
 _TABLE: PriceTable | None = None

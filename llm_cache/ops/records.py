@@ -9,7 +9,8 @@ One line of an export (the engine's ``Entry.to_export``)::
                   "last_hit", "hits", "expires"}}
 
 ``body`` is the answer parsed when it is JSON (``body_text`` otherwise); ``events`` are a
-stream's frames, each ``{"t": seconds since the request went upstream, "data": the frame}``.
+stream's frames, each ``{"t": seconds since the request went upstream, "data": the frame}``
+(``"data_b64"`` instead for a frame that is not UTF-8 text: AWS event-stream).
 The storage's own figures (``last_hit``, ``hits``, ``expires``) travel in ``metadata``; on
 import an entry keeps its remaining lifetime and one already past ``expires`` is skipped.
 
@@ -19,6 +20,7 @@ Values that are not HTTP entries (results of ``@cached`` functions) travel as ``
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,7 @@ __all__ = [
     "RecordError",
     "describe",
     "is_expired",
+    "item_from_exchange",
     "parse_record",
     "rekey",
     "to_record",
@@ -78,7 +81,9 @@ def to_record(stored: StoredEntry) -> dict[str, Any]:
         entry = Entry.decode(stored.data)
         if not entry.created and info.get("created"):
             entry.created = float(info["created"] or 0.0)
-        return entry.to_export(stored.key, extra)
+        record = entry.to_export(stored.key, extra)
+        _keep_binary_frames(record, entry)
+        return record
     value = decode_value(stored.data)
     metadata = {
         "provider": info.get("provider") or "",
@@ -94,6 +99,39 @@ def to_record(stored: StoredEntry) -> dict[str, Any]:
         "response": {"value": value},
         "metadata": metadata,
     }
+
+
+def _keep_binary_frames(record: dict[str, Any], entry: Entry) -> None:
+    """Frames that are not UTF-8 text (AWS event-stream) travel as ``data_b64``, byte-exact."""
+    events = record["response"].get("events")
+    if not events or entry.frames is None:
+        return
+    for event, frame in zip(events, entry.frames, strict=True):
+        try:
+            frame.decode("utf-8")
+        except UnicodeDecodeError:
+            del event["data"]
+            event["data_b64"] = base64.b64encode(frame).decode("ascii")
+
+
+def _binary_frames(obj: dict[str, Any], events: list[Any]) -> tuple[dict[str, Any], list[bytes]]:
+    """``obj`` with ``data_b64`` events made readable for ``Entry.from_export``, and the
+    frames' true bytes."""
+    frames: list[bytes] = []
+    readable = []
+    for i, event in enumerate(events):
+        if isinstance(event, dict) and "data_b64" in event:
+            try:
+                frames.append(base64.b64decode(str(event["data_b64"]), validate=True))
+            except (ValueError, TypeError):
+                raise RecordError(f"'response.events[{i}].data_b64' is not base64") from None
+            readable.append({"t": event.get("t"), "data": ""})
+        else:
+            data = event.get("data") if isinstance(event, dict) else None
+            frames.append(data.encode("utf-8") if isinstance(data, str) else b"")
+            readable.append(event)
+    response = dict(obj["response"], events=readable)
+    return dict(obj, response=response), frames
 
 
 def describe(stored: StoredEntry) -> dict[str, Any]:
@@ -167,6 +205,28 @@ def parse_record(line: bytes) -> ImportItem:
     return ImportItem(new_key, key, entry.encode(), {k: v for k, v in kept.items() if v}, until)
 
 
+def item_from_exchange(request: Any, response: Any) -> ImportItem:
+    """An ``ImportItem`` from a ``(request, response)`` pair in the export form (what the
+    pytest plugin's cassettes hold): keyed from the request, as the proxy would key it."""
+    if not isinstance(request, dict) or not isinstance(response, dict):
+        raise RecordError("an exchange needs a request object and a response object")
+    url, body = request.get("url"), request.get("body")
+    headers = request.get("headers") or {}
+    if not isinstance(url, str) or not isinstance(body, dict) or not isinstance(headers, dict):
+        raise RecordError("the request needs a 'url' string, a 'body' object and 'headers'")
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    match = _match(urlsplit(url).path, "", lowered)
+    metadata = {
+        "provider": match.provider.name,
+        "endpoint": match.endpoint,
+        "model": match.provider.model(match, body),
+    }
+    obj = {"format": ENTRY_FORMAT, "request": request, "response": response, "metadata": metadata}
+    entry = _entry_of(obj, response)
+    key = rekey(request, match.provider.name)
+    return ImportItem(key, key, entry.encode(), {k: v for k, v in metadata.items() if v}, None)
+
+
 def _entry_of(obj: dict[str, Any], response: dict[str, Any]) -> Entry:
     status = response.get("status")
     if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status < 300:
@@ -174,12 +234,19 @@ def _entry_of(obj: dict[str, Any], response: dict[str, Any]) -> Entry:
     content_type = response.get("content_type")
     if not isinstance(content_type, str) or not content_type:
         raise RecordError("'response.content_type' must be a non-empty string")
-    if "events" in response and not response["events"]:
+    events = response.get("events")
+    if "events" in response and not events:
         raise RecordError("'response.events' must not be empty")
+    binary: list[bytes] | None = None
+    if isinstance(events, list) and any(isinstance(e, dict) and "data_b64" in e for e in events):
+        obj, binary = _binary_frames(obj, events)
     try:
-        return Entry.from_export(obj)
+        entry = Entry.from_export(obj)
     except (ValueError, TypeError) as exc:
         raise RecordError(str(exc)) from None
+    if binary is not None:
+        entry.frames = binary
+    return entry
 
 
 def rekey(request: dict[str, Any], provider_name: str) -> str:

@@ -10,14 +10,15 @@ entries were written before it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from llm_cache.cache.codec import CorruptValueError
-from llm_cache.cache.storage import CacheStorage, StoredEntry
+from llm_cache.cache.storage import BulkWriteError, CacheStorage, StoredEntry
 from llm_cache.ops.files import open_lines, open_writer
 from llm_cache.ops.progress import Progress, progress
 from llm_cache.ops.records import (
@@ -25,11 +26,17 @@ from llm_cache.ops.records import (
     RecordError,
     describe,
     is_expired,
+    item_from_exchange,
     parse_record,
     to_record,
 )
 
 MAX_REPORTED_ERRORS = 20
+#: Entries per write: one SQLite transaction or one Redis round trip each.
+BATCH_SIZE = 500
+#: The first pass keeps parsed entries up to this many answer bytes, so the second pass does
+#: not parse the file again (larger files are parsed twice, never held whole).
+KEEP_PARSED_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,9 @@ class ImportFileError(ValueError):
 
     def __init__(self, path: str, errors: list[tuple[int, str]], total_bad: int) -> None:
         self.path, self.errors, self.total_bad = path, errors, total_bad
+        if total_bad == 1 and errors[0][0] == 0:  # the file as a whole (unreadable, not ours)
+            super().__init__(f"{path}: {errors[0][1]}; nothing imported")
+            return
         shown = "\n".join(f"  {path}:{line}: {msg}" for line, msg in errors)
         more = total_bad - len(errors)
         tail = f"\n  ... and {more} more bad lines" if more > 0 else ""
@@ -125,15 +135,31 @@ class ImportResult:
 
 def check_file(path: str) -> tuple[int, list[tuple[int, str]]]:
     """``(good lines, [(line, error)...])`` of an export file, without storing anything."""
+    good, bad, _ = _check(path, keep_bytes=0)
+    return good, bad
+
+
+def _check(
+    path: str, keep_bytes: int = KEEP_PARSED_BYTES
+) -> tuple[int, list[tuple[int, str]], list[ImportItem] | None]:
+    """The first pass: every line parsed and checked. The parsed items are kept for the second
+    pass while their answers add up to at most ``keep_bytes`` (``None`` beyond: re-parse)."""
     good, bad = 0, []
+    kept: list[ImportItem] | None = [] if keep_bytes > 0 else None
+    size = 0
     for number, line in _lines(path):
         try:
-            parse_record(line)
+            item = parse_record(line)
         except RecordError as exc:
             bad.append((number, str(exc)))
-        else:
-            good += 1
-    return good, bad
+            continue
+        good += 1
+        if kept is not None:
+            size += len(item.blob)
+            kept.append(item)
+            if size > keep_bytes:
+                kept = None
+    return good, bad, kept
 
 
 def _lines(path: str) -> Iterator[tuple[int, bytes]]:
@@ -148,6 +174,12 @@ def _lines(path: str) -> Iterator[tuple[int, bytes]]:
         raise
 
 
+def _parsed(path: str, bad_lines: set[int]) -> Iterator[ImportItem]:
+    for number, line in _lines(path):
+        if number not in bad_lines:
+            yield parse_record(line)
+
+
 def import_file(
     storage: CacheStorage,
     path: str,
@@ -156,52 +188,79 @@ def import_file(
     skip_existing: bool = False,
     dry_run: bool = False,
     show_progress: bool | None = None,
-    on_item: Callable[[ImportItem], Any] | None = None,
+    batch_size: int = BATCH_SIZE,
+    on_batch: Callable[[int], Any] | None = None,
 ) -> ImportResult:
     """Load the records of ``path`` (a real file: stdin is spooled by the caller) into
-    ``storage``. Raises ``ImportFileError`` (nothing written) or ``ImportStorageError``."""
-    good, bad = check_file(path)
+    ``storage``, ``batch_size`` entries per write (``on_batch(imported so far)`` after each).
+    Raises ``ImportFileError`` (nothing written) or ``ImportStorageError``."""
+    good, bad, kept = _check(path)
     result = ImportResult(invalid=bad, dry_run=dry_run)
     if bad and not skip_invalid:
         raise ImportFileError(path, bad[:MAX_REPORTED_ERRORS], len(bad))
     if dry_run:
         result.imported = good
         return result
-    bad_lines = {line for line, _ in bad}
-    now = time.time()
+    items = kept if kept is not None else _parsed(path, {line for line, _ in bad})
     with progress("importing", good, enabled=show_progress) as bar:
-        for number, line in _lines(path):
-            if number in bad_lines:
-                continue
-            item = parse_record(line)
-            _store(storage, item, result, now, skip_existing, good)
-            if on_item is not None:
-                on_item(item)
-            bar.advance()
+        _store_all(storage, items, result, good, skip_existing, batch_size, bar, on_batch)
     return result
 
 
-def _store(
+def _store_all(
     storage: CacheStorage,
-    item: ImportItem,
+    items: Iterable[ImportItem],
     result: ImportResult,
-    now: float,
-    skip_existing: bool,
     total: int,
+    skip_existing: bool,
+    batch_size: int,
+    bar: Progress,
+    on_batch: Callable[[int], Any] | None = None,
 ) -> None:
-    if is_expired(item, now):
-        result.expired += 1
-        return
-    try:
-        if skip_existing and storage.peek_entry(item.key) is not None:
-            result.existing += 1
-            return
-        ttl = None if item.expires is None else item.expires - now
-        storage.set_bytes(item.key, item.blob, item.metadata, ttl)
-    except Exception as exc:
-        raise ImportStorageError(result.imported, total, exc) from exc
-    result.imported += 1
-    result.rekeyed += item.rekeyed
+    """Store ``items`` in batches (one transaction or round trip each), counting in ``result``;
+    ``ImportStorageError`` with the number known to be stored when the storage fails."""
+    now = time.time()
+    batch: list[ImportItem] = []
+
+    def flush() -> None:
+        try:
+            stored = storage.set_many_bytes(
+                [
+                    (i.key, i.blob, i.metadata, None if i.expires is None else i.expires - now)
+                    for i in batch
+                ]
+            )
+        except BulkWriteError as exc:
+            result.imported += exc.stored
+            raise ImportStorageError(result.imported, total, exc.cause) from exc
+        except Exception as exc:
+            raise ImportStorageError(result.imported, total, exc) from exc
+        result.imported += stored
+        result.rekeyed += sum(i.rekeyed for i in batch)
+        bar.advance(len(batch))
+        batch.clear()
+        if on_batch is not None:
+            on_batch(result.imported)
+
+    for item in items:
+        if is_expired(item, now):
+            result.expired += 1
+            bar.advance()
+            continue
+        if skip_existing:
+            try:
+                present = storage.peek_entry(item.key) is not None
+            except Exception as exc:
+                raise ImportStorageError(result.imported, total, exc) from exc
+            if present:
+                result.existing += 1
+                bar.advance()
+                continue
+        batch.append(item)
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
 
 
 def import_items(
@@ -209,9 +268,38 @@ def import_items(
 ) -> ImportResult:
     """Store already-built items (``warm``), with the same accounting as ``import_file``."""
     result = ImportResult()
-    now = time.time()
-    for item in items:
-        _store(storage, item, result, now, False, len(items))
-        if bar is not None:
-            bar.advance()
+    with progress("storing", len(items), enabled=False) as silent:
+        _store_all(storage, items, result, len(items), False, BATCH_SIZE, bar or silent)
+    return result
+
+
+def import_cassettes(
+    storage: CacheStorage, folder: str, *, skip_existing: bool = False, dry_run: bool = False
+) -> ImportResult:
+    """Load the exchanges of the pytest plugin's cassettes under ``folder`` (or one cassette).
+
+    Every exchange is converted before anything is written, so a bad one imports nothing.
+    """
+    from llm_cache.testing.cassette import CassetteError, iter_entries_from_cassettes
+
+    if Path(folder).is_dir() and not any(Path(folder).rglob("*.json")):
+        message = "holds no cassettes (*.json); give an export file or a cassette folder"
+        raise ImportFileError(folder, [(0, message)], 1)
+    items: list[ImportItem] = []
+    bad: list[tuple[int, str]] = []
+    try:
+        for number, (request, response) in enumerate(iter_entries_from_cassettes(folder), 1):
+            try:
+                items.append(item_from_exchange(request, response))
+            except RecordError as exc:
+                bad.append((number, f"exchange #{number} ({request.get('url')}): {exc}"))
+    except CassetteError as exc:  # names the file that is not a cassette
+        raise ImportFileError(folder, [(0, str(exc))], 1) from exc
+    if bad:
+        raise ImportFileError(folder, bad[:MAX_REPORTED_ERRORS], len(bad))
+    if dry_run:
+        return ImportResult(imported=len(items), dry_run=True)
+    result = ImportResult()
+    with progress("importing", len(items)) as bar:
+        _store_all(storage, items, result, len(items), skip_existing, BATCH_SIZE, bar)
     return result

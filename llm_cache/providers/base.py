@@ -213,6 +213,9 @@ class ProviderSpec:
     """Defaults for an OpenAI-like JSON API with SSE streams; subclasses override what differs."""
 
     name: ClassVar[str] = "abstract"
+    #: Provider id in the list-price table (genai-prices) for the savings figures; ``""``: the
+    #: same as ``name``; ``None``: its models run locally and have no list price.
+    price_provider: ClassVar[str | None] = ""
     routes: ClassVar[tuple[RouteSpec, ...]] = ()
     #: Proxy path prefix that maps onto the upstream base URL (OpenAI: ``/v1``, since its base
     #: URL ends in ``/v1``; most others: ``""``).

@@ -65,6 +65,7 @@ _ERROR_CODES = {
 
 class BedrockProvider(ProviderSpec):
     name = "bedrock"
+    price_provider = "aws"
     routes = (
         RouteSpec(_MODEL + "/converse", CONVERSE, stream=False),
         RouteSpec(_MODEL + "/converse-stream", CONVERSE, stream=True),

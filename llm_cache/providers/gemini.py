@@ -56,6 +56,7 @@ _MODEL = "/{version}/models/{model}"
 class GeminiProvider(ProviderSpec):
     name = "gemini"
     semantic_shapes: ClassVar[Mapping[str, str]] = {GENERATE: "contents"}
+    price_provider = "google"
     routes = (
         RouteSpec(_MODEL + ":generateContent", GENERATE, stream=False),
         RouteSpec(_MODEL + ":streamGenerateContent", GENERATE, stream=True),

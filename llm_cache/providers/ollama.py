@@ -40,6 +40,7 @@ _LIST_FIELDS = ("tool_calls", "images")
 
 class OllamaProvider(ProviderSpec):
     name = "ollama"
+    price_provider = None  # local models: no list price
     routes = (
         RouteSpec(CHAT, CHAT),
         RouteSpec(GENERATE, GENERATE),

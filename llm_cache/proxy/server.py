@@ -20,7 +20,7 @@ import httpx2
 from llm_cache.cache.storage import CacheStorage
 from llm_cache.config import Config
 from llm_cache.engine import CacheEngine
-from llm_cache.engine.events import ProcessCounters
+from llm_cache.engine.events import ExchangeEvent, ProcessCounters
 from llm_cache.engine.flight import FlightFailed
 from llm_cache.engine.http_cache import (
     Answer,
@@ -162,7 +162,9 @@ class ProxyApp:
             await handle_management(scope, send, self.storage, self._admin, extra)
             return
         if len(scope["headers"]) > MAX_HEADERS:
-            await self._refuse(send, self._openai, 431, f"more than {MAX_HEADERS} request headers")
+            await self._refuse(
+                send, self._openai, 431, f"more than {MAX_HEADERS} request headers", scope=scope
+            )
             return
         headers = header_dict(scope["headers"])
         # Route on the path as sent, escapes kept: a Bedrock model ARN's %2F must reach the
@@ -172,16 +174,20 @@ class ProxyApp:
         try:
             route = self.router.resolve(path, headers)
         except BadPath as exc:
-            await self._refuse(send, self._openai, 400, f"{exc}; refused")
+            await self._refuse(send, self._openai, 400, f"{exc}; refused", scope=scope)
             return
         if route is None:
-            await self._refuse(send, self._openai, 404, f"no route for {path}", "not_found")
+            await self._refuse(
+                send, self._openai, 404, f"no route for {path}", "not_found", scope=scope
+            )
             return
         provider = route.match.provider if route.match else route.upstream.provider
         try:
             raw = await read_body(receive, self.config.max_body_bytes)
         except BodyTooLarge as exc:
-            await self._refuse(send, provider, 413, str(exc), "request_too_large")
+            await self._refuse(
+                send, provider, 413, str(exc), "request_too_large", scope=scope, routed=True
+            )
             return
         except ConnectionAbortedError:
             return
@@ -239,7 +245,15 @@ class ProxyApp:
             await answer.aclose(completed=completed)
 
     async def _refuse(
-        self, send: Send, provider: ProviderSpec, status: int, message: str, kind: str = ""
+        self,
+        send: Send,
+        provider: ProviderSpec,
+        status: int,
+        message: str,
+        kind: str = "",
+        *,
+        scope: Scope | None = None,
+        routed: bool = False,
     ) -> None:
         await send_bytes(
             send,
@@ -247,6 +261,17 @@ class ProxyApp:
             [(b"content-type", b"application/json")],
             provider.error_body(status, message, kind or "invalid_request_error"),
         )
+        if scope is not None:  # observability: a refused request is logged and counted too
+            self.cache.bus.emit(
+                ExchangeEvent(
+                    "proxy",
+                    scope["method"],
+                    scope["path"],
+                    provider=provider.name if routed else "",
+                    http_status=status,
+                    error=message,
+                )
+            )
 
     # -- upstream calls -----------------------------------------------------------------------
 
@@ -258,7 +283,10 @@ class ProxyApp:
         ) -> UpstreamResponse:
             headers = forward_request_headers(headers)
             if signer is not None:
-                signed = signer(
+                # Off the event loop: the first call reads the AWS credential chain (files,
+                # SSO, instance metadata) and refreshable credentials may refresh.
+                signed = await asyncio.to_thread(
+                    signer,
                     method,
                     url,
                     [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_cache.testing.payloads import body_bytes, stream_chunks, stream_kind
+from llm_cache.testing.payloads import body_bytes, stream_chunks, stream_framing
 from llm_cache.testing.secrets import SecretFinding, find_secrets
 
 __all__ = [
@@ -170,8 +170,8 @@ def parse_interactions(path: Path, text: str) -> list[Interaction]:
 def response_bytes(response: dict[str, Any]) -> bytes:
     """The body bytes of a cassette answer; for a stream, its events in their wire framing."""
     if any(name in response for name in _STREAM_FIELDS):
-        kind = stream_kind(str(response.get("content_type") or ""))
-        return b"".join(stream_chunks(kind, response))
+        framing = stream_framing(str(response.get("content_type") or ""))
+        return b"".join(stream_chunks(framing, response))
     return body_bytes(response)
 
 
@@ -205,7 +205,7 @@ def iter_entries_from_cassettes(
             if "body" in response:
                 answer["body"] = response["body"]
             elif "events" in response:
-                frames = stream_chunks(stream_kind(content_type), response)
+                frames = stream_chunks(stream_framing(content_type), response)
                 answer["events"] = [{"t": 0.0, "data": f.decode("utf-8")} for f in frames]
             else:
                 continue

@@ -26,13 +26,14 @@ from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 
+from llm_cache.providers.base import Framing
 from llm_cache.testing.matching import key_headers_for, route_of
 from llm_cache.testing.payloads import (
     body_bytes,
     body_fields,
     stream_chunks,
     stream_fields,
-    stream_kind,
+    stream_framing,
 )
 from llm_cache.testing.player import Player, Slot
 from llm_cache.testing.secrets import clean_url, credential_values
@@ -117,8 +118,8 @@ def _answer_head(answer: dict[str, Any]) -> list[tuple[str, str]]:
 def _replayed(lib: ModuleType, request: Any, answer: dict[str, Any]) -> Any:
     headers = _answer_head(answer)
     if any(name in answer for name in _STREAM_FIELDS):
-        kind = stream_kind(headers[0][1])
-        stream = _classes(lib).replay(stream_chunks(kind, answer))
+        framing = stream_framing(headers[0][1])
+        stream = _classes(lib).replay(stream_chunks(framing, answer))
         return lib.Response(answer["status"], headers=headers, stream=stream, request=request)
     content = body_bytes(answer)
     return lib.Response(answer["status"], headers=headers, content=content, request=request)
@@ -161,12 +162,12 @@ def _replay_or_reserve(lib: ModuleType, player: Player, request: Any) -> Any:
 class _Forwarded:
     """An upstream response on its way to the caller: what both handlers do with it."""
 
-    __slots__ = ("head", "headers", "kind", "lib", "request", "response", "slot")
+    __slots__ = ("framing", "head", "headers", "lib", "request", "response", "slot")
 
     def __init__(self, lib: ModuleType, request: Any, response: Any, slot: Slot) -> None:
         self.lib, self.request, self.response, self.slot = lib, request, response, slot
         self.headers, self.head = _recorded_head(response)
-        self.kind = stream_kind(self.head["content_type"])
+        self.framing = stream_framing(self.head["content_type"])
 
     def whole(self, content: bytes) -> Any:
         """The response with its whole (decoded) body, recorded."""
@@ -198,9 +199,9 @@ def _sync_handler(lib: ModuleType) -> Any:
             if not isinstance(slot, Slot):
                 return slot
             sent = _Forwarded(lib, request, original(self, request), slot)
-            if sent.kind is not None:
+            if sent.framing is not None:
                 return sent.streamed(
-                    _classes(lib).recording(sent.response, slot, sent.head, sent.kind)
+                    _classes(lib).recording(sent.response, slot, sent.head, sent.framing)
                 )
             try:
                 return sent.whole(sent.response.read())
@@ -223,8 +224,8 @@ def _async_handler(lib: ModuleType) -> Any:
             if not isinstance(slot, Slot):
                 return slot
             sent = _Forwarded(lib, request, await original(self, request), slot)
-            if sent.kind is not None:
-                stream = _classes(lib).async_recording(sent.response, slot, sent.head, sent.kind)
+            if sent.framing is not None:
+                stream = _classes(lib).async_recording(sent.response, slot, sent.head, sent.framing)
                 return sent.streamed(stream)
             try:
                 return sent.whole(await sent.response.aread())
@@ -251,23 +252,25 @@ class _StreamClasses:
 class _Recorder:
     """What both recording streams share: the chunks so far, and filling the slot."""
 
-    def __init__(self, slot: Slot, head: dict[str, Any], kind: str) -> None:
-        self.slot, self.head, self.kind = slot, head, kind
+    def __init__(self, slot: Slot, head: dict[str, Any], framing: Framing) -> None:
+        self.slot, self.head, self.framing = slot, head, framing
         self.chunks: list[bytes] = []
         self.state = "open"  # then "done" (recorded) or "failed" (dropped)
 
     def finish(self) -> None:
         if self.state == "open":
             self.state = "done"
-            self.slot.response = {**self.head, **stream_fields(self.kind, self.chunks)}
+            self.slot.response = {**self.head, **stream_fields(self.framing, self.chunks)}
 
 
 @functools.cache
 def _classes(lib: ModuleType) -> _StreamClasses:
     class RecordingStream(lib.SyncByteStream):  # type: ignore[name-defined,misc]
-        def __init__(self, response: Any, slot: Slot, head: dict[str, Any], kind: str) -> None:
+        def __init__(
+            self, response: Any, slot: Slot, head: dict[str, Any], framing: Framing
+        ) -> None:
             self._response = response
-            self._recorder = _Recorder(slot, head, kind)
+            self._recorder = _Recorder(slot, head, framing)
             self._chunks: Iterator[bytes] | None = None
 
         def __iter__(self) -> Iterator[bytes]:
@@ -298,9 +301,11 @@ def _classes(lib: ModuleType) -> _StreamClasses:
                 self._response.close()
 
     class AsyncRecordingStream(lib.AsyncByteStream):  # type: ignore[name-defined,misc]
-        def __init__(self, response: Any, slot: Slot, head: dict[str, Any], kind: str) -> None:
+        def __init__(
+            self, response: Any, slot: Slot, head: dict[str, Any], framing: Framing
+        ) -> None:
             self._response = response
-            self._recorder = _Recorder(slot, head, kind)
+            self._recorder = _Recorder(slot, head, framing)
             self._chunks: AsyncIterator[bytes] | None = None
 
         async def __aiter__(self) -> AsyncIterator[bytes]:

@@ -27,7 +27,7 @@ from llm_cache.testing.cassette import Cassette, Interaction, response_bytes
 from llm_cache.testing.explain import MissContext, explain_miss
 from llm_cache.testing.matching import request_key, route_of, wants_stream
 from llm_cache.testing.modes import Mode
-from llm_cache.testing.payloads import stream_chunks, stream_fields, stream_kind
+from llm_cache.testing.payloads import stream_chunks, stream_fields, stream_framing
 
 __all__ = ["CassetteMiss", "Player", "Slot"]
 
@@ -182,7 +182,7 @@ def _convert(
     content_type = str(response.get("content_type") or "")
     entry = Entry(response["status"], content_type)
     if "events" in response:
-        entry.frames = stream_chunks(stream_kind(content_type), response)
+        entry.frames = stream_chunks(stream_framing(content_type), response)
     else:
         entry.body = response_bytes(response)
     rendered = render(entry, want_stream=want_stream, match=route, request_body=body)
@@ -191,7 +191,9 @@ def _convert(
     new_type, payload = rendered
     converted: dict[str, Any] = {"status": response["status"], "content_type": new_type}
     if want_stream:
-        converted.update(stream_fields(stream_kind(new_type) or "sse", [payload]))
+        converted.update(
+            stream_fields(stream_framing(new_type) or route.provider.framing, [payload])
+        )
     else:
         converted["body"] = json.loads(payload)
     return converted

@@ -395,3 +395,25 @@ class BackendContract:
         assert removed == 49
         assert [e.key for e in storage.iter_entries()] == ["k7"]
         assert storage.get_size() == 1
+
+    def test_set_many_bytes_stores_a_batch_like_set_bytes(self, make_storage: MakeStorage) -> None:
+        storage = make_storage(max_size=10)
+        storage.set_bytes("old", b"jold")
+        meta = {"provider": "openai", "model": "m"}
+        items = [(f"k{i}", f"v{i}".encode(), meta, None) for i in range(6)]
+        items.append(("short", b"vshort", None, TTL))
+        assert storage.set_many_bytes(items) == 7
+        assert storage.get_size() == 8
+        assert [storage.get_bytes(f"k{i}") for i in range(6)] == [
+            f"v{i}".encode() for i in range(6)
+        ]
+        entry = storage.peek_entry("k3")
+        assert entry is not None and entry.info["provider"] == "openai"
+        time.sleep(TTL + 0.05)
+        assert storage.get_bytes("short") is None
+        # a batch larger than the room left evicts the least recently used, as set_bytes does
+        storage.get_bytes("old")
+        assert storage.set_many_bytes([(f"n{i}", b"jn", None, None) for i in range(8)]) == 8
+        assert storage.get_size() == 10
+        assert storage.get_bytes("old") is not None  # recently used, so kept
+        assert storage.set_many_bytes([]) == 0

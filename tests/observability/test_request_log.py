@@ -143,3 +143,30 @@ def test_a_gemini_query_key_never_reaches_the_line(
     text = line.getMessage()
     assert text.startswith(f"POST {path} ")
     assert "AIzaSECRET" not in text and "AIzaSECRET" not in JsonFormatter().format(line)
+
+
+def test_refused_requests_are_logged_and_counted(
+    start_proxy: Any, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.observability.helpers import scrape, value
+
+    caplog.set_level(logging.INFO, logger="llm_cache.requests")
+    with start_proxy(max_body_bytes=1000) as proxy:
+        crlf = httpx2.post(f"{proxy.url}/v1/chat%0d%0aX-Forged:%201/completions", json={})
+        too_big = httpx2.post(
+            f"{proxy.url}/v1/chat/completions",
+            content=b"{" + b" " * 5000 + b"}",
+            headers={"authorization": f"Bearer {SECRET}", "content-type": "application/json"},
+        )
+        nowhere = httpx2.get(f"{proxy.url}/nowhere")
+        assert (crlf.status_code, too_big.status_code, nowhere.status_code) == (400, 413, 404)
+        lines = [r.getMessage() for r in request_lines(caplog, expect=3)]
+        m = scrape(proxy.url)
+    assert len(lines) == 3
+    forged, big, missing = lines
+    assert "\n" not in forged and "\r" not in forged  # no forged second line
+    assert forged.startswith("POST /v1/chat\\x0d\\x0aX-Forged: 1/completions 400 - key=- ")
+    assert big.startswith("POST /v1/chat/completions 413 - key=- ") and "error=" in big
+    assert missing.startswith("GET /nowhere 404 - key=- ")
+    assert value(m, "llm_cache_requests_total", status="error") == 3
+    assert value(m, "llm_cache_requests_total", status="error", provider="openai") == 1  # 413

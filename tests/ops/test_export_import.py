@@ -205,7 +205,7 @@ def test_missing_file_directory_and_memory_backend_get_clear_errors(
     missing = run_cli(backend, "import", str(tmp_path / "nope.jsonl"))
     assert missing.exit_code == 1 and "nope.jsonl: no such file" in missing.stderr
     folder = run_cli(backend, "import", str(tmp_path))
-    assert folder.exit_code == 1 and "is a directory" in folder.stderr
+    assert folder.exit_code == 1 and "holds no cassettes" in folder.stderr
     (tmp_path / "ok.jsonl").write_bytes(b"")
     memory = run_cli(Backend("memory", {"LLM_CACHE_BACKEND": "memory"}, {}), "import", "ok.jsonl")
     assert memory.exit_code == 2 and "LLM_CACHE_BACKEND=memory" in memory.stderr
@@ -359,17 +359,17 @@ def test_a_storage_that_fails_part_way_says_how_much_was_imported(tmp_path: Path
     path.write_bytes(big_records(30))
     with spawn_redis_server() as server:
         storage = RedisStorage(url=f"redis://127.0.0.1:{server.port}")
-        seen: list[int] = []
+        seen: list[tuple[int, int]] = []
 
-        def after_each(item: object) -> None:  # the server dies after the 10th entry
-            seen.append(storage.get_size())
-            if len(seen) == 10:
+        def after_each(imported: int) -> None:  # the server dies after the 2nd batch of 5
+            seen.append((imported, storage.get_size()))
+            if imported == 10:
                 server.stop()
 
         with pytest.raises(ImportStorageError) as failed:
-            import_file(storage, str(path), on_item=after_each)
+            import_file(storage, str(path), batch_size=5, on_batch=after_each)
         storage.close()
-    assert seen == list(range(1, 11))  # each entry was really written before the next
+    assert seen == [(5, 5), (10, 10)]  # each batch was really written before the next
     assert failed.value.written == 10 and failed.value.total == 30
     message = str(failed.value)
     assert message.startswith("the storage failed after 10 of 30 entries were imported")
@@ -396,3 +396,30 @@ def test_an_unreachable_backend_is_a_clear_error(run_cli: Cli, tmp_path: Path) -
         assert "llm-cache: the cache cannot be used" in result.stderr, result.stderr
         assert "redis" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_request_answer_pairs_become_the_entries_the_proxy_stored(
+    good_lines: list[bytes], make_backend: MakeBackend, start_proxy: ProxyFactory
+) -> None:
+    """The pytest plugin's cassettes yield ``(request, response)`` pairs in the export form;
+    each becomes the entry the proxy itself stored for that request, under the same key."""
+    from llm_cache.engine.entry import Entry
+    from llm_cache.ops.records import item_from_exchange, parse_record
+
+    backend = make_backend("sqlite")
+    storage = backend.storage()
+    for line in good_lines:
+        record = orjson.loads(line)
+        item = item_from_exchange(record["request"], record["response"])
+        assert item.key == record["key"]
+        assert item.metadata == {
+            k: record["metadata"][k] for k in ("provider", "endpoint", "model")
+        }
+        same = Entry.decode(parse_record(line).blob)
+        assert Entry.decode(item.blob).payload == same.payload  # the answer, byte for byte
+        storage.set_bytes(item.key, item.blob, item.metadata)
+    replayed = replay_offline(start_proxy, backend)
+    assert {hit for hit, _ in replayed.values()} == {"true"}
+
+    with pytest.raises(ValueError, match="not a cached route"):
+        item_from_exchange({"url": "https://x.test/v1/models", "body": {}}, {"status": 200})

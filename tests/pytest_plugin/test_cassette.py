@@ -17,7 +17,13 @@ from llm_cache.testing.cassette import (
     iter_entries_from_cassettes,
     response_bytes,
 )
-from llm_cache.testing.payloads import body_bytes, body_fields, stream_chunks, stream_fields
+from llm_cache.testing.payloads import (
+    body_bytes,
+    body_fields,
+    stream_chunks,
+    stream_fields,
+    stream_framing,
+)
 
 SSE = (
     b'data: {"id":"c1","choices":[{"delta":{"content":"Hi"}}]}\n\n'
@@ -27,8 +33,18 @@ SSE = (
 )
 
 
+SSE_FRAMING = stream_framing("text/event-stream; charset=utf-8")
+NDJSON_FRAMING = stream_framing("application/x-ndjson")  # Ollama's, from the registry
+
+
+def test_stream_framings_come_from_the_provider_registry() -> None:
+    assert SSE_FRAMING is not None and NDJSON_FRAMING is not None
+    assert stream_framing("application/json") is None
+
+
 def test_sse_is_kept_event_by_event_and_replayed_one_event_per_chunk() -> None:
-    fields = stream_fields("sse", [SSE[:17], SSE[17:]])  # split mid-event on the wire
+    assert SSE_FRAMING is not None
+    fields = stream_fields(SSE_FRAMING, [SSE[:17], SSE[17:]])  # split mid-event on the wire
     assert fields == {
         "events": [
             {"data": {"id": "c1", "choices": [{"delta": {"content": "Hi"}}]}},
@@ -36,7 +52,7 @@ def test_sse_is_kept_event_by_event_and_replayed_one_event_per_chunk() -> None:
             {"data": "[DONE]"},
         ]
     }
-    chunks = stream_chunks("sse", fields)
+    chunks = stream_chunks(SSE_FRAMING, fields)
     assert chunks == [
         b'data: {"id":"c1","choices":[{"delta":{"content":"Hi"}}]}\n\n',
         b'event: message_delta\nid: 7\ndata: {"type":"message_delta"}\n\n',
@@ -44,13 +60,20 @@ def test_sse_is_kept_event_by_event_and_replayed_one_event_per_chunk() -> None:
     ]
 
 
-def test_ndjson_and_unparseable_streams() -> None:
-    ndjson = [b'{"message":{"content":"a"},"done":false}\n{"done":', b"true}\n"]
-    fields = stream_fields("ndjson", ndjson)
-    assert fields == {"events": [{"message": {"content": "a"}, "done": False}, {"done": True}]}
-    assert b"".join(stream_chunks("ndjson", fields)) == b"".join(ndjson).replace(b" ", b"")
-    assert stream_fields("ndjson", [b"not json\n"]) == {"chunks": ["not json\n"]}
-    assert stream_chunks(None, stream_fields("sse", [b"\xff\xfe"])) == [b"\xff\xfe"]
+def test_json_lines_keep_one_value_per_event_and_their_framing() -> None:
+    assert NDJSON_FRAMING is not None
+    wire = [b'{"message":{"content":"a"},"done":false}\n{"done":', b"true}\n"]
+    fields = stream_fields(NDJSON_FRAMING, wire)
+    assert fields == {
+        "frame": {"before": "", "after": "\n"},
+        "events": [{"message": {"content": "a"}, "done": False}, {"done": True}],
+    }
+    assert stream_chunks(NDJSON_FRAMING, fields) == [
+        b'{"message":{"content":"a"},"done":false}\n',
+        b'{"done":true}\n',
+    ]
+    assert stream_fields(NDJSON_FRAMING, [b"not json\n"]) == {"chunks": ["not json\n"]}
+    assert stream_chunks(None, stream_fields(NDJSON_FRAMING, [b"\xff\xfe"])) == [b"\xff\xfe"]
 
 
 def test_bodies_json_text_binary() -> None:
