@@ -747,10 +747,10 @@ class SQLiteStorage(CacheStorage):
         return _retry(lambda: conn.execute(_LOCK_HELD, (key, time.time())).fetchone()) is not None
 
     async def atry_lock(self, key: str, ttl: float) -> str | None:
-        return await self._off_loop(self.try_lock, key, ttl)
+        return await self._write_soon(self.try_lock, key, ttl)
 
     async def aunlock(self, key: str, token: str) -> bool:
-        return await self._off_loop(self.unlock, key, token)
+        return await self._write_soon(self.unlock, key, token)
 
     async def await_unlocked(self, key: str, timeout: float, poll_interval: float = 0.02) -> bool:
         """Poll until nobody holds the lock on ``key``; ``False`` when ``timeout`` passed first."""
@@ -789,6 +789,33 @@ class SQLiteStorage(CacheStorage):
 
     async def _off_loop(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._writer_pool(), fn, *args)
+
+    async def _write_soon(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """A short write inline when the file's write lock is free this instant (a thread hop
+        costs more than the write), else on the writer thread: a lock held by another process
+        never stalls the event loop."""
+        if not self._write_lock.acquire(blocking=False):
+            return await self._off_loop(fn, *args)  # our own writer is busy: queue behind it
+        free = False
+        try:
+            conn = self._conn()
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                free = True
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        except sqlite3.Error:
+            free = False
+        finally:
+            self._write_lock.release()
+        if not free:
+            return await self._off_loop(fn, *args)
+        return fn(*args)
 
     def _note_deferred(self, key: str | None, hit: int, miss: int) -> None:
         """``_note`` for the event loop: a due flush goes to the writer thread."""
@@ -830,7 +857,7 @@ class SQLiteStorage(CacheStorage):
         metadata: EntryMetadata | dict[str, Any] | None = None,
         ttl: float | None = None,
     ) -> None:
-        await self._off_loop(self.set_bytes, key, data, metadata, ttl)
+        await self._write_soon(self.set_bytes, key, data, metadata, ttl)
 
     async def adelete(self, key: str) -> bool:
         return await self._off_loop(self.delete, key)
