@@ -600,7 +600,6 @@ class HttpCache:
         status_label: str,
         release: Callable[[], None],
     ) -> Answer:
-        provider = call.match.provider
         try:
             await _until(flight.wait_head(), gone)
         except FlightFailed as exc:
@@ -686,7 +685,6 @@ class HttpCache:
             raise
         release()
         self._note_upstream(event, flight)
-        del provider
         return Answer(
             flight.status, headers, body=payload, event=event, bus=self.bus, started=started
         )
@@ -1023,6 +1021,3 @@ async def _until(aw: Awaitable[T], gone: Callable[[], Awaitable[Any]] | None) ->
         return task.result()
     task.cancel()
     raise ClientGone("the client disconnected")
-
-
-JSON = JSON_TYPE

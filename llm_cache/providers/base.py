@@ -380,8 +380,3 @@ class ProviderSpec:
 
 #: Older name of the descriptor type (front ends and tests annotate with it).
 Provider = ProviderSpec
-
-
-def sse_events(frames: Iterable[Any]) -> list[SSEEvent]:
-    """Frames known to be SSE events (typing helper for SSE providers)."""
-    return [f for f in frames if isinstance(f, SSEEvent)]
