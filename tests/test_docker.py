@@ -31,7 +31,18 @@ import pytest
 from tests.conftest import Upstream
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DOCKER = ROOT.parent / "shared" / "docker"
+
+
+def _shared_docker() -> Path:
+    """The stand-in base-image scripts: beside this checkout (``../shared/docker``), or where
+    ``LLM_CACHE_SHARED_DOCKER`` says, or the workplace's copy (for a clone made elsewhere)."""
+    candidates = [ROOT.parent / "shared" / "docker", Path("/work/shared/docker")]
+    if os.environ.get("LLM_CACHE_SHARED_DOCKER"):
+        candidates.insert(0, Path(os.environ["LLM_CACHE_SHARED_DOCKER"]))
+    return next((c for c in candidates if (c / "build-image.sh").exists()), candidates[0])
+
+
+SHARED_DOCKER = _shared_docker()
 TAG = "llm-cache:pytest"
 REQUIRED = os.environ.get("REQUIRE_DOCKER") == "1"
 
